@@ -1,0 +1,40 @@
+package stargate
+
+// Condition types on a Server. Ready summarises the others.
+const (
+	ConditionReady       = "Ready"
+	ConditionProvisioned = "Provisioned"
+	ConditionNodeReady   = "NodeReady"
+	ConditionRoutesReady = "RoutesReady"
+
+	// One condition per route layer; RoutesReady summarises them.
+	ConditionAzureRouteSynced        = "AzureRouteSynced"
+	ConditionTailscaleRoutesApproved = "TailscaleRoutesApproved"
+	ConditionCiliumPodCIDRSynced     = "CiliumPodCIDRSynced"
+	ConditionNodeRoutesHealthy       = "NodeRoutesHealthy"
+	ConditionCiliumPodCIDRMatches    = "CiliumPodCIDRMatches"
+)
+
+// Condition types on an Operation.
+const (
+	ConditionSucceeded = "Succeeded"
+)
+
+// ReasonNotChecked is the reason of a route layer that has not been checked yet.
+const ReasonNotChecked = "NotChecked"
+
+// Labels and annotations Stargate puts on objects.
+const (
+	// LabelServer on a Node or Operation names the Server it belongs to.
+	LabelServer = "stargate.io/server"
+	// LabelDatacenter on a Node names the datacenter (the Server's namespace).
+	LabelDatacenter = "stargate.io/datacenter"
+)
+
+// IsActive says whether an Operation in this phase still holds its server.
+func (p OperationPhase) IsActive() bool {
+	return p == "" || p == OperationPending || p == OperationRunning
+}
+
+// AllRouteLayers lists the route layers in the order they are reported.
+var AllRouteLayers = []RouteLayer{RouteLayerAzure, RouteLayerTailscale, RouteLayerCilium, RouteLayerNode}

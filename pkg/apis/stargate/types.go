@@ -1,0 +1,441 @@
+package stargate
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Server is a bare-metal or virtual machine in a remote datacenter that
+// Stargate turns into a worker node of the cluster. Servers live in a
+// namespace per datacenter.
+type Server struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired state of the server: how to reach it and how to provision it.
+	// +optional
+	Spec ServerSpec `json:"spec,omitempty"`
+	// status is what Stargate observed and did: phase, node, pod CIDR, conditions and route health.
+	// +optional
+	Status ServerStatus `json:"status,omitempty"`
+}
+
+// ServerSpec says how to reach a server and how to provision it.
+type ServerSpec struct {
+	// hostname is the server's host name and the name of the Kubernetes Node it
+	// becomes. It must be a DNS-1123 label and cannot change once set.
+	// +required
+	Hostname string `json:"hostname"`
+	// ipAddress is the server's address in the datacenter's worker subnet,
+	// where it is reached over SSH.
+	// +required
+	IPAddress string `json:"ipAddress"`
+	// macAddress is the MAC address of the server's primary interface, in
+	// colon-separated hexadecimal form (e.g. 52:54:00:12:34:56).
+	// +optional
+	MACAddress string `json:"macAddress,omitempty"`
+	// routerIP is the tailnet IP of the datacenter router, used as SSH jump
+	// host to reach the server. Empty means the server is reached directly.
+	// +optional
+	RouterIP string `json:"routerIP,omitempty"`
+	// sshPort is the TCP port of the server's SSH daemon. Defaults to 22.
+	// +optional
+	SSHPort int32 `json:"sshPort,omitempty"`
+	// hostKey pins the server's SSH host key, in authorized_keys form
+	// ("ssh-ed25519 AAAA..."). When set, a connection presenting any other
+	// key is refused. When empty, the known_hosts entry of the profile's SSH
+	// credentials Secret is used.
+	// +optional
+	HostKey string `json:"hostKey,omitempty"`
+	// provisioningProfileRef names the ProvisioningProfile, in the same
+	// namespace, that says how to provision this server.
+	// +required
+	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef"`
+	// podCIDR pins the pod CIDR of this server's node. Empty means Stargate
+	// allocates one from its pool.
+	// +optional
+	PodCIDR string `json:"podCIDR,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+// +structType=atomic
+type LocalObjectReference struct {
+	// name of the referent.
+	// +required
+	Name string `json:"name"`
+}
+
+// ServerPhase is a coarse summary of where a server is in its life.
+// +enum
+type ServerPhase string
+
+const (
+	// ServerPending means the server has never been provisioned.
+	ServerPending ServerPhase = "Pending"
+	// ServerProvisioning means a repave is running.
+	ServerProvisioning ServerPhase = "Provisioning"
+	// ServerReady means the server is a Ready node.
+	ServerReady ServerPhase = "Ready"
+	// ServerFailed means the last repave failed or the node is gone.
+	ServerFailed ServerPhase = "Failed"
+)
+
+// ServerStatus is what Stargate observed of a server and did to it.
+type ServerStatus struct {
+	// phase is a coarse summary: Pending, Provisioning, Ready or Failed.
+	// +optional
+	Phase ServerPhase `json:"phase,omitempty"`
+	// nodeName is the name of the Node this server registered as.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+	// podCIDR is the pod CIDR allocated to this server's node.
+	// +optional
+	PodCIDR string `json:"podCIDR,omitempty"`
+	// lastOperation is the name of the most recent Operation on this server.
+	// +optional
+	LastOperation string `json:"lastOperation,omitempty"`
+	// observedGeneration is the spec generation the status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// conditions: Provisioned, NodeReady, RoutesReady (with one condition per
+	// route layer) and Ready, which summarises them.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// routes is the health of this server's routes on each layer.
+	// +optional
+	// +listType=map
+	// +listMapKey=layer
+	Routes []RouteLayerStatus `json:"routes,omitempty"`
+}
+
+// RouteLayer names a layer on which routes to a server's pods are kept.
+// +enum
+type RouteLayer string
+
+const (
+	// RouteLayerAzure is the Azure VNet route table of the cluster.
+	RouteLayerAzure RouteLayer = "azure"
+	// RouteLayerTailscale is the tailnet's subnet routes.
+	RouteLayerTailscale RouteLayer = "tailscale"
+	// RouteLayerCilium is the pod CIDR Cilium assigns to the node.
+	RouteLayerCilium RouteLayer = "cilium"
+	// RouteLayerNode is the worker's own kernel routing table.
+	RouteLayerNode RouteLayer = "node"
+)
+
+// RouteLayerStatus is the route health of one layer.
+type RouteLayerStatus struct {
+	// layer is azure, tailscale, cilium or node.
+	// +required
+	Layer RouteLayer `json:"layer"`
+	// desired are the routes (CIDRs, with next hop where it matters) this
+	// layer should carry for the server.
+	// +optional
+	// +listType=atomic
+	Desired []string `json:"desired,omitempty"`
+	// observed are the routes found on this layer when last checked.
+	// +optional
+	// +listType=atomic
+	Observed []string `json:"observed,omitempty"`
+	// healthy is true when observed matches desired.
+	Healthy bool `json:"healthy"`
+	// reason is a CamelCase word saying why the layer is (un)healthy.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// message says what is missing or wrong, for a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// lastChecked is when the layer was last checked.
+	// +optional
+	LastChecked *metav1.Time `json:"lastChecked,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ServerList is a list of Servers.
+type ServerList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items are the Servers.
+	Items []Server `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ProvisioningProfile says how a Server becomes a node: the Kubernetes
+// version, container runtime, credentials and node labels and taints.
+type ProvisioningProfile struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the profile.
+	// +optional
+	Spec ProvisioningProfileSpec `json:"spec,omitempty"`
+}
+
+// ContainerRuntime names a container runtime a node can run.
+// +enum
+type ContainerRuntime string
+
+const (
+	// ContainerRuntimeContainerd is containerd.
+	ContainerRuntimeContainerd ContainerRuntime = "containerd"
+)
+
+// ProvisioningProfileSpec says how a Server becomes a node.
+type ProvisioningProfileSpec struct {
+	// kubernetesVersion is the kubelet version to install, "1.33" (latest
+	// patch) or "1.33.2" (exact), with or without a leading "v".
+	// +required
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// containerRuntime is the container runtime to install. Defaults to containerd.
+	// +optional
+	ContainerRuntime ContainerRuntime `json:"containerRuntime,omitempty"`
+	// sshCredentialsSecretRef names a Secret of type kubernetes.io/ssh-auth,
+	// in the same namespace, holding the private key for adminUsername and
+	// optionally a known_hosts entry.
+	// +required
+	SSHCredentialsSecretRef *LocalObjectReference `json:"sshCredentialsSecretRef"`
+	// tailscaleAuthKeySecretRef names a Secret, in the same namespace, with a
+	// Tailscale auth key for workers that join the tailnet themselves.
+	// +optional
+	TailscaleAuthKeySecretRef *LocalObjectReference `json:"tailscaleAuthKeySecretRef,omitempty"`
+	// adminUsername is the user Stargate logs in as over SSH; it must be able to sudo.
+	// +required
+	AdminUsername string `json:"adminUsername"`
+	// bootstrapScriptRef names a ConfigMap key, in the same namespace, holding
+	// a node bootstrap script to run instead of Stargate's own (e.g. for
+	// air-gapped package mirrors).
+	// +optional
+	BootstrapScriptRef *ConfigMapKeyReference `json:"bootstrapScriptRef,omitempty"`
+	// nodeLabels are added to the Node at registration.
+	// +optional
+	NodeLabels map[string]string `json:"nodeLabels,omitempty"`
+	// nodeTaints are added to the Node at registration.
+	// +optional
+	// +listType=atomic
+	NodeTaints []Taint `json:"nodeTaints,omitempty"`
+}
+
+// ConfigMapKeyReference names a key of a ConfigMap in the same namespace.
+// +structType=atomic
+type ConfigMapKeyReference struct {
+	// name of the ConfigMap.
+	// +required
+	Name string `json:"name"`
+	// key in the ConfigMap's data.
+	// +required
+	Key string `json:"key"`
+}
+
+// TaintEffect is the effect of a node taint.
+// +enum
+type TaintEffect string
+
+const (
+	// TaintEffectNoSchedule keeps new pods off the node.
+	TaintEffectNoSchedule TaintEffect = "NoSchedule"
+	// TaintEffectPreferNoSchedule keeps new pods off the node where possible.
+	TaintEffectPreferNoSchedule TaintEffect = "PreferNoSchedule"
+	// TaintEffectNoExecute evicts pods that do not tolerate the taint.
+	TaintEffectNoExecute TaintEffect = "NoExecute"
+)
+
+// Taint is a node taint, as in core/v1.
+type Taint struct {
+	// key of the taint, a qualified name.
+	// +required
+	Key string `json:"key"`
+	// value of the taint.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// effect is NoSchedule, PreferNoSchedule or NoExecute.
+	// +required
+	Effect TaintEffect `json:"effect"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ProvisioningProfileList is a list of ProvisioningProfiles.
+type ProvisioningProfileList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items are the ProvisioningProfiles.
+	Items []ProvisioningProfile `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Operation is one run of an action on a Server, such as a repave. Its spec
+// cannot change once created; its status records each step.
+type Operation struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says what to do to which server. It is immutable.
+	// +optional
+	Spec OperationSpec `json:"spec,omitempty"`
+	// status records the progress.
+	// +optional
+	Status OperationStatus `json:"status,omitempty"`
+}
+
+// OperationType names what an Operation does.
+// +enum
+type OperationType string
+
+const (
+	// OperationRepave wipes a server and provisions it as a node again.
+	OperationRepave OperationType = "Repave"
+)
+
+// OperationSpec says what to do to which server.
+type OperationSpec struct {
+	// serverRef names the Server, in the same namespace.
+	// +required
+	ServerRef LocalObjectReference `json:"serverRef"`
+	// provisioningProfileRef names the ProvisioningProfile to use.
+	// +required
+	ProvisioningProfileRef LocalObjectReference `json:"provisioningProfileRef"`
+	// operation is what to do. Defaults to Repave.
+	// +optional
+	Operation OperationType `json:"operation,omitempty"`
+	// reason is why the operation was asked for, for the record.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// OperationPhase is where an Operation is.
+// +enum
+type OperationPhase string
+
+const (
+	// OperationPending means no step has started.
+	OperationPending OperationPhase = "Pending"
+	// OperationRunning means a step is running.
+	OperationRunning OperationPhase = "Running"
+	// OperationSucceeded means every step succeeded.
+	OperationSucceeded OperationPhase = "Succeeded"
+	// OperationFailed means a step failed; message says which and why.
+	OperationFailed OperationPhase = "Failed"
+)
+
+// StepState is where one step of an Operation is.
+// +enum
+type StepState string
+
+const (
+	// StepPending has not started.
+	StepPending StepState = "Pending"
+	// StepRunning has started and not finished.
+	StepRunning StepState = "Running"
+	// StepSucceeded finished well.
+	StepSucceeded StepState = "Succeeded"
+	// StepFailed finished badly.
+	StepFailed StepState = "Failed"
+)
+
+// OperationStep is one step of an Operation.
+type OperationStep struct {
+	// name of the step, unique within the Operation.
+	// +required
+	Name string `json:"name"`
+	// state is Pending, Running, Succeeded or Failed.
+	// +required
+	State StepState `json:"state"`
+	// message says what the step did or why it failed.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// startTime is when the step started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime is when the step finished.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// OperationStatus records the progress of an Operation.
+type OperationStatus struct {
+	// phase is Pending, Running, Succeeded or Failed.
+	// +optional
+	Phase OperationPhase `json:"phase,omitempty"`
+	// startTime is when the first step started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime is when the operation succeeded or failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// steps are the steps in the order they run.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Steps []OperationStep `json:"steps,omitempty"`
+	// message summarises the outcome for a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// outputTail is the last part of the bootstrap script's output, with secrets redacted.
+	// +optional
+	OutputTail string `json:"outputTail,omitempty"`
+	// conditions of the operation.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// OperationList is a list of Operations.
+type OperationList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// items are the Operations.
+	Items []Operation `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RepaveRequest is the body of a POST to servers/NAME/repave. It starts a
+// repave of the server and is answered with the Operation that runs it.
+type RepaveRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// provisioningProfileRef overrides the server's own profile for this repave.
+	// +optional
+	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef,omitempty"`
+	// reason is why the repave is asked for; it is kept on the Operation.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ServerRoutes is what servers/NAME/routes returns: the route health of the
+// server on every layer.
+type ServerRoutes struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// podCIDR is the server's pod CIDR.
+	// +optional
+	PodCIDR string `json:"podCIDR,omitempty"`
+	// healthy is true when every layer is healthy.
+	Healthy bool `json:"healthy"`
+	// layers lists azure, tailscale, cilium and node, in that order; a layer
+	// not yet checked is reported with reason NotChecked.
+	// +listType=map
+	// +listMapKey=layer
+	Layers []RouteLayerStatus `json:"layers"`
+}

@@ -1,0 +1,10 @@
+// Package v1alpha1 is the v1alpha1 version of the stargate.io API: Servers in
+// remote datacenters, the ProvisioningProfiles that say how to turn them into
+// Kubernetes nodes, and the Operations (repaves) that do it.
+//
+// +k8s:openapi-gen=true
+// +k8s:deepcopy-gen=package
+// +k8s:conversion-gen=github.com/stargate-k8s/stargate/pkg/apis/stargate
+// +k8s:defaulter-gen=TypeMeta
+// +groupName=stargate.io
+package v1alpha1
