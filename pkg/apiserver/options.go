@@ -1,0 +1,172 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	basecompatibility "k8s.io/component-base/compatibility"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	baseversion "k8s.io/component-base/version"
+	"k8s.io/klog/v2"
+	netutils "k8s.io/utils/net"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	generatedopenapi "github.com/stargate-k8s/stargate/pkg/generated/openapi"
+)
+
+// etcdPathPrefix is where stargate.io objects live in etcd.
+const etcdPathPrefix = "/registry/stargate.io"
+
+// Options are the flags of stargate-apiserver.
+type Options struct {
+	RecommendedOptions *genericoptions.RecommendedOptions
+	Logs               *logs.Options
+
+	// DataDir holds the embedded etcd when no --etcd-servers are named.
+	DataDir string
+	// AlternateDNS are extra names for the self-signed serving certificate.
+	AlternateDNS []string
+
+	components basecompatibility.ComponentGlobalsRegistry
+	stdout     io.Writer
+}
+
+// NewOptions returns the default options.
+func NewOptions(stdout io.Writer) *Options {
+	o := &Options{
+		RecommendedOptions: genericoptions.NewRecommendedOptions(etcdPathPrefix,
+			Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)),
+		Logs:       logs.NewOptions(),
+		DataDir:    "/var/lib/stargate-apiserver",
+		components: compatibility.DefaultComponentGlobalsRegistry,
+		stdout:     stdout,
+	}
+	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
+		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	// MutatingAdmissionPolicy waits for admissionregistration.k8s.io/v1
+	// mutating policies, which clusters before Kubernetes 1.36 (AKS among
+	// them) do not serve: every write would then be refused as "not yet
+	// ready". It stays available through --enable-admission-plugins.
+	o.RecommendedOptions.Admission.DefaultOffPlugins.Insert(mutating.PluginName)
+	return o
+}
+
+// NewCommand returns the stargate-apiserver command.
+func NewCommand(ctx context.Context, o *Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stargate-apiserver",
+		Short: "Aggregated API server for stargate.io: Servers, ProvisioningProfiles and Operations",
+		Long: `stargate-apiserver serves the stargate.io/v1alpha1 API behind the cluster's
+kube-apiserver (registered by an APIService). It stores its objects in etcd:
+an embedded etcd under --data-dir when --etcd-servers is empty, else the
+external etcd cluster named there. Authentication and authorization are
+delegated to the kube-apiserver.`,
+		SilenceUsage: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return o.components.Set()
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("stargate-apiserver takes no arguments, got %q", args)
+			}
+			if err := logsapi.ValidateAndApply(o.Logs, nil); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+
+	fss := cliflag.NamedFlagSets{}
+	o.RecommendedOptions.AddFlags(fss.FlagSet("generic"))
+	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
+	stargate := fss.FlagSet("stargate")
+	stargate.StringVar(&o.DataDir, "data-dir", o.DataDir,
+		"Directory of the embedded etcd, used when --etcd-servers is empty. One process is then all a single machine needs; name --etcd-servers for HA.")
+	stargate.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS,
+		"Extra DNS names for the self-signed serving certificate made when no --tls-cert-file is given.")
+
+	_, _ = o.components.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
+		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
+		utilfeature.DefaultMutableFeatureGate)
+	o.components.AddFlags(fss.FlagSet("generic"))
+
+	for _, fs := range fss.FlagSets {
+		cmd.Flags().AddFlagSet(fs)
+	}
+	cols, _, _ := termSize(cmd)
+	cliflag.SetUsageAndHelpFunc(cmd, fss, cols)
+	return cmd
+}
+
+// Run starts the embedded etcd when needed, then serves until ctx ends.
+func (o *Options) Run(ctx context.Context) error {
+	if len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0 {
+		etcd, err := StartEmbeddedEtcd(ctx, filepath.Clean(o.DataDir))
+		if err != nil {
+			return err
+		}
+		defer etcd.Close()
+		o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList = []string{etcd.ClientURL}
+		klog.InfoS("Started embedded etcd", "dataDir", o.DataDir, "url", etcd.ClientURL)
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	config, err := o.Config()
+	if err != nil {
+		return err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	errs = append(errs, o.RecommendedOptions.Validate()...)
+	errs = append(errs, o.components.Validate()...)
+	return utilerrors.NewAggregate(errs)
+}
+
+// Config builds the server configuration from the options.
+func (o *Options) Config() (*Config, error) {
+	if err := o.RecommendedOptions.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", o.AlternateDNS,
+		[]net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("create self-signed serving certificate: %w", err)
+	}
+
+	c := genericapiserver.NewRecommendedConfig(Codecs)
+	namer := openapi.NewDefinitionNamer(Scheme)
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIConfig.Info.Title = "Stargate"
+	c.OpenAPIConfig.Info.Version = v1alpha1.SchemeGroupVersion.Version
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
+	c.OpenAPIV3Config.Info.Title = "Stargate"
+	c.OpenAPIV3Config.Info.Version = v1alpha1.SchemeGroupVersion.Version
+	c.FeatureGate = o.components.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	c.EffectiveVersion = o.components.EffectiveVersionFor(basecompatibility.DefaultKubeComponent)
+
+	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
+		return nil, err
+	}
+	return &Config{GenericConfig: c}, nil
+}

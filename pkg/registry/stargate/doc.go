@@ -1,0 +1,2 @@
+// Package stargate holds what the registries of the stargate.io resources share.
+package stargate

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/storage/names"
+	"k8s.io/apiserver/pkg/util/dryrun"
+	"k8s.io/utils/ptr"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/validation"
+)
+
+// RepaveREST serves POST servers/NAME/repave. It claims the Server for a
+// new Operation (status.lastOperation, written with optimistic concurrency,
+// so two repaves racing cannot both win), creates that Operation owned by
+// the Server, and returns it.
+type RepaveREST struct {
+	servers    rest.Getter
+	status     rest.Updater
+	profiles   rest.Getter
+	operations interface {
+		rest.Getter
+		rest.Creater
+	}
+}
+
+var _ rest.NamedCreater = &RepaveREST{}
+
+// New returns an empty RepaveRequest: the body of the call.
+func (r *RepaveREST) New() runtime.Object { return &stargate.RepaveRequest{} }
+
+// Destroy is a no-op: the stores it uses own the storage.
+func (r *RepaveREST) Destroy() {}
+
+// Create starts a repave of the named Server and returns its Operation.
+func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	req, ok := obj.(*stargate.RepaveRequest)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("expected a RepaveRequest, got %T", obj))
+	}
+	if errs := validation.ValidateRepaveRequest(req); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, errs)
+	}
+	if createValidation != nil {
+		if err := createValidation(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+
+	serverObj, err := r.servers.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	server := serverObj.(*stargate.Server)
+	if server.DeletionTimestamp != nil {
+		return nil, apierrors.NewConflict(stargate.Resource("servers"), name, fmt.Errorf("the server is being deleted"))
+	}
+
+	profileRef := server.Spec.ProvisioningProfileRef
+	profilePath := field.NewPath("spec", "provisioningProfileRef", "name")
+	if req.ProvisioningProfileRef != nil {
+		profileRef, profilePath = req.ProvisioningProfileRef, field.NewPath("provisioningProfileRef", "name")
+	}
+	if profileRef == nil {
+		return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, field.ErrorList{
+			field.Required(profilePath, "the server names no ProvisioningProfile; name one in the request or in spec.provisioningProfileRef")})
+	}
+	if _, err := r.profiles.Get(ctx, profileRef.Name, &metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, field.ErrorList{
+				field.NotFound(profilePath, profileRef.Name)})
+		}
+		return nil, err
+	}
+
+	op := &stargate.Operation{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      names.SimpleNameGenerator.GenerateName(name + "-repave-"),
+			Namespace: server.Namespace,
+			Labels:    map[string]string{stargate.LabelServer: name},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion:         "stargate.io/v1alpha1",
+				Kind:               "Server",
+				Name:               server.Name,
+				UID:                server.UID,
+				Controller:         ptr.To(true),
+				BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: stargate.OperationSpec{
+			ServerRef:              stargate.LocalObjectReference{Name: name},
+			ProvisioningProfileRef: *profileRef,
+			Operation:              stargate.OperationRepave,
+			Reason:                 req.Reason,
+		},
+	}
+
+	if dryrun.IsDryRun(options.DryRun) {
+		if err := r.checkIdle(ctx, server); err != nil {
+			return nil, err
+		}
+		return r.operations.Create(ctx, op, rest.ValidateAllObjectFunc, &metav1.CreateOptions{DryRun: options.DryRun})
+	}
+
+	previous, err := r.claim(ctx, server, op.Name)
+	if err != nil {
+		return nil, err
+	}
+	created, err := r.operations.Create(ctx, op, rest.ValidateAllObjectFunc, &metav1.CreateOptions{FieldManager: options.FieldManager})
+	if err != nil {
+		// Give the server back so the next repave is not refused for an
+		// Operation that never existed.
+		if _, uerr := r.setLastOperation(ctx, server, op.Name, previous); uerr != nil {
+			err = fmt.Errorf("%w (and releasing the server failed: %v)", err, uerr)
+		}
+		return nil, err
+	}
+	return created, nil
+}
+
+// checkIdle refuses with 409 while the server's last Operation is active.
+func (r *RepaveREST) checkIdle(ctx context.Context, server *stargate.Server) error {
+	if server.Status.LastOperation == "" {
+		return nil
+	}
+	obj, err := r.operations.Get(ctx, server.Status.LastOperation, &metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	op := obj.(*stargate.Operation)
+	if !op.Status.Phase.IsActive() {
+		return nil
+	}
+	phase := op.Status.Phase
+	if phase == "" {
+		phase = stargate.OperationPending
+	}
+	return apierrors.NewConflict(stargate.Resource("servers"), server.Name, fmt.Errorf(
+		"operation %q is still %s on this server; wait for it to finish (kubectl get operation %s -n %s -w) or delete it",
+		op.Name, phase, op.Name, server.Namespace))
+}
+
+// claim records opName as the server's last Operation, after checking in
+// the same optimistic-concurrency update that the previous one is done.
+// It returns the previous value.
+func (r *RepaveREST) claim(ctx context.Context, server *stargate.Server, opName string) (string, error) {
+	var previous string
+	_, _, err := r.status.Update(ctx, server.Name, rest.DefaultUpdatedObjectInfo(nil, func(ctx context.Context, _, oldObj runtime.Object) (runtime.Object, error) {
+		current := oldObj.(*stargate.Server)
+		if current.UID != server.UID {
+			return nil, apierrors.NewConflict(stargate.Resource("servers"), server.Name, fmt.Errorf("the server was deleted and recreated"))
+		}
+		if err := r.checkIdle(ctx, current); err != nil {
+			return nil, err
+		}
+		previous = current.Status.LastOperation
+		s := current.DeepCopy()
+		s.Status.LastOperation = opName
+		return s, nil
+	}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	return previous, err
+}
+
+// setLastOperation sets the server's last Operation to to, if it is still from.
+func (r *RepaveREST) setLastOperation(ctx context.Context, server *stargate.Server, from, to string) (runtime.Object, error) {
+	obj, _, err := r.status.Update(ctx, server.Name, rest.DefaultUpdatedObjectInfo(nil, func(ctx context.Context, _, oldObj runtime.Object) (runtime.Object, error) {
+		s := oldObj.(*stargate.Server).DeepCopy()
+		if s.UID == server.UID && s.Status.LastOperation == from {
+			s.Status.LastOperation = to
+		}
+		return s, nil
+	}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	return obj, err
+}
