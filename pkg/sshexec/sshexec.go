@@ -1,0 +1,262 @@
+// Package sshexec runs commands on remote hosts over SSH, optionally
+// through a jump host, with every host key verified before anything is
+// sent, and with connection failures retried with backoff.
+package sshexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Endpoint is one SSH server and how its host key is verified.
+type Endpoint struct {
+	// Addr is host:port.
+	Addr string
+	// HostKey verifies the key the server presents; required.
+	HostKey ssh.HostKeyCallback
+}
+
+// DialFunc opens the TCP connection to the first hop.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Config says where to connect and as whom.
+type Config struct {
+	User   string
+	Signer ssh.Signer
+	Target Endpoint
+	// Jump is the jump host, or nil to connect to Target directly.
+	Jump *Endpoint
+	// Dial opens the first TCP connection; a net.Dialer when nil.
+	Dial DialFunc
+	// HandshakeTimeout bounds each TCP connect plus SSH handshake. 15s when zero.
+	HandshakeTimeout time.Duration
+	// Attempts is how many times a failed connection is tried. 1 when zero.
+	Attempts int
+	// Backoff is the wait before the second attempt; it doubles after each
+	// failure up to MaxBackoff. 1s when zero.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// OnRetry, when set, hears of every failed attempt that will be retried.
+	OnRetry func(attempt int, err error, wait time.Duration)
+}
+
+// Client is a connection to Target (through Jump when set).
+type Client struct {
+	*ssh.Client
+	jump *ssh.Client
+}
+
+// Close closes the connection and the jump connection.
+func (c *Client) Close() error {
+	err := c.Client.Close()
+	if c.jump != nil {
+		err = errors.Join(err, c.jump.Close())
+	}
+	return err
+}
+
+// IsPermanent says whether err will not go away by retrying: a host key
+// that does not verify or credentials the server refuses.
+func IsPermanent(err error) bool {
+	var mismatch *HostKeyMismatchError
+	var unknown *HostKeyUnknownError
+	if errors.As(err, &mismatch) || errors.As(err, &unknown) {
+		return true
+	}
+	return strings.Contains(err.Error(), "unable to authenticate")
+}
+
+// Connect connects, retrying failures that are not permanent.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	attempts := max(cfg.Attempts, 1)
+	wait := cfg.Backoff
+	if wait <= 0 {
+		wait = time.Second
+	}
+	maxWait := cfg.MaxBackoff
+	if maxWait <= 0 {
+		maxWait = 30 * time.Second
+	}
+	var err error
+	for i := 1; ; i++ {
+		var c *Client
+		c, err = connectOnce(ctx, cfg)
+		if err == nil {
+			return c, nil
+		}
+		if IsPermanent(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		if i >= attempts {
+			return nil, fmt.Errorf("gave up after %d attempts: %w", attempts, err)
+		}
+		if cfg.OnRetry != nil {
+			cfg.OnRetry(i, err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
+
+func connectOnce(ctx context.Context, cfg Config) (*Client, error) {
+	timeout := cfg.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	if cfg.Target.HostKey == nil || (cfg.Jump != nil && cfg.Jump.HostKey == nil) {
+		return nil, errors.New("sshexec: no host key verification configured")
+	}
+	first := cfg.Target
+	if cfg.Jump != nil {
+		first = *cfg.Jump
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := dial(dctx, "tcp", first.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", first.Addr, err)
+	}
+	c, err := handshake(ctx, conn, first, cfg, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Jump == nil {
+		return &Client{Client: c}, nil
+	}
+	// The jump host opens the TCP connection to the target (direct-tcpip);
+	// the handshake with the target runs end to end through it, so the
+	// target's host key is verified by us, not by the jump host.
+	tconn, err := dialThrough(dctx, c, cfg.Target.Addr)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect to %s through jump host %s: %w", cfg.Target.Addr, cfg.Jump.Addr, err)
+	}
+	tc, err := handshake(ctx, tconn, cfg.Target, cfg, timeout)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Client{Client: tc, jump: c}, nil
+}
+
+func dialThrough(ctx context.Context, c *ssh.Client, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		conn, err := c.Dial("tcp", addr)
+		ch <- result{conn, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.conn, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func handshake(ctx context.Context, conn net.Conn, ep Endpoint, cfg Config, timeout time.Duration) (*ssh.Client, error) {
+	var keyErr error
+	verify := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		keyErr = ep.HostKey(hostname, remote, key)
+		return keyErr
+	}
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	sc, chans, reqs, err := ssh.NewClientConn(conn, ep.Addr, &ssh.ClientConfig{
+		User:            cfg.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+		HostKeyCallback: verify,
+		Timeout:         timeout,
+	})
+	if err != nil {
+		conn.Close()
+		if keyErr != nil {
+			return nil, keyErr
+		}
+		return nil, fmt.Errorf("ssh handshake with %s: %w", ep.Addr, err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// Run runs cmd in a new session with stdin, stdout and stderr attached (any
+// may be nil). A non-zero exit is returned as *ssh.ExitError. When ctx ends
+// the session is closed.
+func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
+	s, err := c.NewSession()
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	defer s.Close()
+	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = s.Close()
+		case <-done:
+		}
+	}()
+	err = s.Run(cmd)
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+// Output runs cmd and returns its stdout; stderr is included in the error.
+func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
+	var out, errb strings.Builder
+	err := c.Run(ctx, cmd, nil, &out, &errb)
+	if err != nil {
+		return []byte(out.String()), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return []byte(out.String()), nil
+}
+
+// ParsePrivateKey parses an OpenSSH or PEM private key.
+func ParsePrivateKey(pemBytes []byte) (ssh.Signer, error) {
+	s, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		// Never wrap the key itself into the error.
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return nil, errors.New("the private key is encrypted with a passphrase; Stargate needs an unencrypted key")
+		}
+		return nil, errors.New("the private key cannot be parsed (expected an OpenSSH or PEM private key)")
+	}
+	return s, nil
+}
+
+// Quote quotes s for a POSIX shell.
+func Quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

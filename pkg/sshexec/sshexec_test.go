@@ -1,0 +1,239 @@
+package sshexec_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/stargate-k8s/stargate/pkg/sshexec"
+	"github.com/stargate-k8s/stargate/test/dcsim"
+)
+
+func newKey(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestKnownHosts(t *testing.T) {
+	good, other, revoked := newKey(t), newKey(t), newKey(t)
+	line := func(host string, k ssh.PublicKey) string { return knownhosts.Line([]string{host}, k) + "\n" }
+	addr := &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 22}
+	tests := []struct {
+		name  string
+		data  string
+		host  string
+		key   ssh.PublicKey
+		want  string // "", "mismatch", "unknown"
+	}{
+		{"plain match", line("192.0.2.10", good), "192.0.2.10:22", good, ""},
+		{"hashed match", knownhosts.HashHostname("192.0.2.10") + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(good))) + "\n", "192.0.2.10:22", good, ""},
+		{"non-standard port", line("[192.0.2.10]:2222", good), "192.0.2.10:2222", good, ""},
+		{"wildcard", "192.0.2.* " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(good))) + "\n", "192.0.2.10:22", good, ""},
+		{"other key listed", line("192.0.2.10", other), "192.0.2.10:22", good, "mismatch"},
+		{"host not listed", line("192.0.2.11", good), "192.0.2.10:22", good, "unknown"},
+		{"revoked", "@revoked * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(revoked))) + "\n" + line("192.0.2.10", revoked), "192.0.2.10:22", revoked, "mismatch"},
+		{"empty data", "", "192.0.2.10:22", good, "unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cb, err := sshexec.KnownHosts([]byte(tt.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cb(tt.host, addr, tt.key)
+			var mm *sshexec.HostKeyMismatchError
+			var uk *sshexec.HostKeyUnknownError
+			switch tt.want {
+			case "":
+				if err != nil {
+					t.Fatalf("want accepted, got %v", err)
+				}
+			case "mismatch":
+				if !errors.As(err, &mm) {
+					t.Fatalf("want mismatch, got %v", err)
+				}
+			case "unknown":
+				if !errors.As(err, &uk) {
+					t.Fatalf("want unknown, got %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestPinnedHostKeyMismatchNamesBothFingerprints(t *testing.T) {
+	want, got := newKey(t), newKey(t)
+	cb, err := sshexec.PinnedHostKey(string(ssh.MarshalAuthorizedKey(want)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cb("192.0.2.10:22", nil, got)
+	var mm *sshexec.HostKeyMismatchError
+	if !errors.As(err, &mm) {
+		t.Fatalf("want mismatch, got %v", err)
+	}
+	for _, fp := range []string{ssh.FingerprintSHA256(want), ssh.FingerprintSHA256(got)} {
+		if !strings.Contains(err.Error(), fp) {
+			t.Errorf("error %q lacks fingerprint %s", err, fp)
+		}
+	}
+}
+
+// startSim starts a router and one worker, or fails with what is missing.
+func startSim(t *testing.T) *dcsim.Sim {
+	t.Helper()
+	if err := dcsim.Check(""); err != nil {
+		t.Fatalf("cannot run the SSH tests: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sim, err := dcsim.Start(ctx, dcsim.Options{Dir: t.TempDir(), Workers: 1, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sim.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return sim
+}
+
+func jumpConfig(t *testing.T, sim *dcsim.Sim, targetIP, pinned string) sshexec.Config {
+	t.Helper()
+	routerKey, err := sshexec.KnownHosts(sim.KnownHosts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	targetKey, err := sshexec.HostKeyCallback(pinned, sim.KnownHosts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sshexec.Config{
+		User:             "root",
+		Signer:           sim.ClientSigner,
+		Jump:             &sshexec.Endpoint{Addr: net.JoinHostPort(sim.Router.IP, "22"), HostKey: routerKey},
+		Target:           sshexec.Endpoint{Addr: net.JoinHostPort(targetIP, "22"), HostKey: targetKey},
+		Dial:             sim.DialContext,
+		HandshakeTimeout: 5 * time.Second,
+		Attempts:         3,
+		Backoff:          50 * time.Millisecond,
+	}
+}
+
+func TestRunThroughJumpHost(t *testing.T) {
+	sim := startSim(t)
+	w := sim.Workers[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The worker is not reachable from the cloud side directly.
+	if c, err := sim.DialContext(ctx, "tcp", net.JoinHostPort(w.IP, "22")); err == nil {
+		c.Close()
+		t.Fatal("worker reachable without the jump host; the simulation is wrong")
+	}
+
+	c, err := sshexec.Connect(ctx, jumpConfig(t, sim, w.IP, w.HostKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, err := c.Output(ctx, "ip -4 -o addr show dev eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), w.IP+"/24") {
+		t.Fatalf("command did not run on the worker: %q", out)
+	}
+	var stdout strings.Builder
+	if err := c.Run(ctx, "cat; exit 3", strings.NewReader("payload"), &stdout, nil); err == nil {
+		t.Fatal("want exit status 3")
+	} else {
+		var ee *ssh.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() != 3 {
+			t.Fatalf("want ExitError 3, got %v", err)
+		}
+	}
+	if stdout.String() != "payload" {
+		t.Fatalf("stdin not delivered: %q", stdout.String())
+	}
+}
+
+func TestWrongPinnedHostKeyOpensNoSession(t *testing.T) {
+	sim := startSim(t)
+	w := sim.Workers[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wrong := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(newKey(t))))
+	cfg := jumpConfig(t, sim, w.IP, wrong)
+	retried := 0
+	cfg.OnRetry = func(int, error, time.Duration) { retried++ }
+	_, err := sshexec.Connect(ctx, cfg)
+	var mm *sshexec.HostKeyMismatchError
+	if !errors.As(err, &mm) {
+		t.Fatalf("want HostKeyMismatchError, got %v", err)
+	}
+	if retried != 0 {
+		t.Errorf("a host key mismatch was retried %d times", retried)
+	}
+	if mm.Presented != ssh.FingerprintSHA256(w.HostSigner.PublicKey()) {
+		t.Errorf("presented fingerprint %s is not the worker's", mm.Presented)
+	}
+	time.Sleep(200 * time.Millisecond) // let sshd write its log
+	log, _ := os.ReadFile(w.SSHDLog)
+	if strings.Contains(string(log), "Accepted publickey") {
+		t.Fatalf("the worker accepted a login despite the mismatch:\n%s", log)
+	}
+}
+
+func TestUnreachableTargetIsRetriedThenFails(t *testing.T) {
+	sim := startSim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := jumpConfig(t, sim, dcsim.UnusedWorkerIP, "")
+	cfg.Target.HostKey = ssh.FixedHostKey(sim.Workers[0].HostSigner.PublicKey())
+	cfg.HandshakeTimeout = 2 * time.Second
+	retried := 0
+	cfg.OnRetry = func(int, error, time.Duration) { retried++ }
+	_, err := sshexec.Connect(ctx, cfg)
+	if err == nil {
+		t.Fatal("connected to an address no host has")
+	}
+	if retried != cfg.Attempts-1 {
+		t.Errorf("retried %d times, want %d", retried, cfg.Attempts-1)
+	}
+	if !strings.Contains(err.Error(), "gave up after 3 attempts") || !strings.Contains(err.Error(), dcsim.UnusedWorkerIP) {
+		t.Errorf("error does not say what failed: %v", err)
+	}
+}
+
+func TestUnknownJumpHostIsRefused(t *testing.T) {
+	sim := startSim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := jumpConfig(t, sim, sim.Workers[0].IP, sim.Workers[0].HostKey)
+	empty, _ := sshexec.KnownHosts(nil)
+	cfg.Jump.HostKey = empty
+	_, err := sshexec.Connect(ctx, cfg)
+	var uk *sshexec.HostKeyUnknownError
+	if !errors.As(err, &uk) {
+		t.Fatalf("want HostKeyUnknownError for the router, got %v", err)
+	}
+}

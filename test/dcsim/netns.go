@@ -1,0 +1,162 @@
+package dcsim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// inNetNS runs fn on a thread switched into the named network namespace.
+// Sockets fn creates stay in that namespace after the thread switches back,
+// which is how the simulation bridges its namespaces to the host's
+// loopback without giving the host any address of its own.
+func inNetNS(ns string, fn func() error) error {
+	runtime.LockOSThread()
+	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open own network namespace: %w", err)
+	}
+	defer self.Close()
+	target, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open network namespace %s: %w", ns, err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace %s: %w", ns, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread is in the wrong namespace: keep it locked so the
+		// runtime discards it when this goroutine ends.
+		return fmt.Errorf("leave network namespace %s: %w", ns, err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// DialIn dials addr from inside network namespace ns.
+func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetNS(ns, func() error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		conn = c
+		return err
+	})
+	return conn, err
+}
+
+// ListenIn listens on addr inside network namespace ns.
+func ListenIn(ns, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := inNetNS(ns, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
+}
+
+// Forwarder copies TCP connections accepted on a listener to a target
+// reached through dial.
+type Forwarder struct {
+	l    net.Listener
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// Addr is where the forwarder listens.
+func (f *Forwarder) Addr() string { return f.l.Addr().String() }
+
+// Close stops accepting and waits for the accept loop.
+func (f *Forwarder) Close() error {
+	var err error
+	f.once.Do(func() {
+		err = f.l.Close()
+		f.wg.Wait()
+	})
+	return err
+}
+
+func forward(l net.Listener, dial func(ctx context.Context) (net.Conn, error)) *Forwarder {
+	f := &Forwarder{l: l}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				t, err := dial(context.Background())
+				if err != nil {
+					return
+				}
+				defer t.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(t, c); closeWrite(t); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, t); closeWrite(c); done <- struct{}{} }()
+				<-done
+				<-done
+			}()
+		}
+	}()
+	return f
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// ForwardIntoNS listens on listenAddr inside ns and forwards every
+// connection to hostAddr in the host's namespace (normally a loopback
+// address, such as the test kube-apiserver's).
+func ForwardIntoNS(ns, listenAddr, hostAddr string) (*Forwarder, error) {
+	l, err := ListenIn(ns, listenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s in %s: %w", listenAddr, ns, err)
+	}
+	return forward(l, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", hostAddr)
+	}), nil
+}
+
+// ForwardFromHost listens on listenAddr in the host's namespace (a
+// loopback address) and forwards every connection to target dialled from
+// inside ns.
+func ForwardFromHost(listenAddr, ns, target string) (*Forwarder, error) {
+	l, err := net.Listen("tcp", listenAddr)
+	if err != nil {
+		return nil, err
+	}
+	return forward(l, func(ctx context.Context) (net.Conn, error) {
+		return DialIn(ctx, ns, "tcp", target)
+	}), nil
+}
+
+// ip runs iproute2's ip with args.
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
