@@ -1,0 +1,163 @@
+package bootstrap
+
+import (
+	"archive/tar"
+	"bytes"
+	_ "embed"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
+)
+
+// UbuntuScript is the default node bootstrap script (Ubuntu 22.04/24.04).
+//
+//go:embed scripts/ubuntu.sh
+var UbuntuScript []byte
+
+// runnerScript starts the bootstrap script once per Operation and follows it.
+//
+//go:embed scripts/runner.sh
+var runnerScript []byte
+
+// LabelAzureManaged=false keeps AKS's own controllers (routes, node
+// lifecycle of VMSS nodes) away from Stargate's nodes.
+const LabelAzureManaged = "kubernetes.azure.com/managed"
+
+// NodeConfig is what the bootstrap script needs to know about the node.
+type NodeConfig struct {
+	NodeName          string
+	Server            string
+	Datacenter        string
+	NodeIP            string
+	KubernetesVersion string
+	ContainerRuntime  string
+	ClusterDNS        string
+	// Labels are the profile's node labels; Stargate's own are added.
+	Labels map[string]string
+	// Taints are "key=value:Effect".
+	Taints []string
+}
+
+// NodeLabels are the labels the node registers with: the profile's, then
+// Stargate's own, which win.
+func (nc NodeConfig) NodeLabels() map[string]string {
+	l := map[string]string{}
+	for k, v := range nc.Labels {
+		l[k] = v
+	}
+	l[stargate.LabelServer] = nc.Server
+	l[stargate.LabelDatacenter] = nc.Datacenter
+	l[LabelAzureManaged] = "false"
+	return l
+}
+
+func joinMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+// Env is stargate.env: shell assignments the script sources.
+func (nc NodeConfig) Env() []byte {
+	vars := [][2]string{
+		{"STARGATE_NODE_NAME", nc.NodeName},
+		{"STARGATE_SERVER", nc.Server},
+		{"STARGATE_DATACENTER", nc.Datacenter},
+		{"STARGATE_NODE_IP", nc.NodeIP},
+		{"STARGATE_KUBERNETES_VERSION", nc.KubernetesVersion},
+		{"STARGATE_CONTAINER_RUNTIME", nc.ContainerRuntime},
+		{"STARGATE_CLUSTER_DNS", nc.ClusterDNS},
+		{"STARGATE_NODE_LABELS", joinMap(nc.NodeLabels())},
+		{"STARGATE_NODE_TAINTS", strings.Join(nc.Taints, ",")},
+	}
+	var b bytes.Buffer
+	b.WriteString("# Written by stargate-controller for this node.\n")
+	for _, v := range vars {
+		fmt.Fprintf(&b, "%s=%s\n", v[0], shellQuote(v[1]))
+	}
+	return b.Bytes()
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Payload is the tar archive delivered to the server: the script, the
+// runner, stargate.env, the bootstrap kubeconfig and the cluster CA.
+func Payload(script []byte, nc NodeConfig, kubeconfig, caPEM []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	files := []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"bootstrap.sh", 0o700, script},
+		{"runner.sh", 0o700, runnerScript},
+		{"stargate.env", 0o600, nc.Env()},
+		{"bootstrap-kubelet.conf", 0o600, kubeconfig},
+		{"ca.crt", 0o644, caPEM},
+	}
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WorkDir is the directory on the server that holds one Operation's
+// payload and output. base empty means $HOME/.stargate/operations.
+func WorkDir(base, operationUID string) string {
+	if base == "" {
+		return `"$HOME"/.stargate/operations/` + shellQuote(operationUID)
+	}
+	return shellQuote(strings.TrimRight(base, "/") + "/" + operationUID)
+}
+
+// RunCommand is the remote command that unpacks the payload read from
+// stdin (unless the script already started: then stdin is drained) and
+// runs or follows the script through the runner. dir comes from WorkDir.
+func RunCommand(dir string) string {
+	return fmt.Sprintf(`umask 077 && mkdir -p %[1]s && if [ -d %[1]s/started.d ]; then cat >/dev/null; else tar -x -o -f - -C %[1]s; fi && exec sh %[1]s/runner.sh %[1]s`, dir)
+}
+
+// StartedCommand prints "started" when the script of dir has started.
+func StartedCommand(dir string) string {
+	return fmt.Sprintf(`if [ -d %[1]s/started.d ]; then echo started; fi`, dir)
+}
+
+// ResultMarker starts the runner's last line.
+const ResultMarker = "@@stargate-result "
+
+// ParseResult parses the part after ResultMarker: exit code and duration.
+func ParseResult(s string) (exitCode int, d time.Duration, err error) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("malformed result %q", s)
+	}
+	code, err1 := strconv.Atoi(f[0])
+	ms, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("malformed result %q", s)
+	}
+	return code, time.Duration(ms) * time.Millisecond, nil
+}
