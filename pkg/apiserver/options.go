@@ -26,6 +26,7 @@ import (
 	netutils "k8s.io/utils/net"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/apiserver/admission/agentrestriction"
 	generatedopenapi "github.com/stargate-k8s/stargate/pkg/generated/openapi"
 )
 
@@ -41,6 +42,9 @@ type Options struct {
 	DataDir string
 	// AlternateDNS are extra names for the self-signed serving certificate.
 	AlternateDNS []string
+	// NodeAgent names the ServiceAccounts the NodeAgentRestriction
+	// admission plugin restricts.
+	NodeAgent *agentrestriction.Options
 
 	components basecompatibility.ComponentGlobalsRegistry
 	stdout     io.Writer
@@ -53,6 +57,7 @@ func NewOptions(stdout io.Writer) *Options {
 			Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)),
 		Logs:       logs.NewOptions(),
 		DataDir:    "/var/lib/stargate-apiserver",
+		NodeAgent:  agentrestriction.NewOptions(),
 		components: compatibility.DefaultComponentGlobalsRegistry,
 		stdout:     stdout,
 	}
@@ -63,6 +68,8 @@ func NewOptions(stdout io.Writer) *Options {
 	// them) do not serve: every write would then be refused as "not yet
 	// ready". It stays available through --enable-admission-plugins.
 	o.RecommendedOptions.Admission.DefaultOffPlugins.Insert(mutating.PluginName)
+	agentrestriction.Register(o.RecommendedOptions.Admission.Plugins, o.NodeAgent)
+	o.RecommendedOptions.Admission.RecommendedPluginOrder = append(o.RecommendedOptions.Admission.RecommendedPluginOrder, agentrestriction.PluginName)
 	return o
 }
 
@@ -100,6 +107,8 @@ delegated to the kube-apiserver.`,
 		"Directory of the embedded etcd, used when --etcd-servers is empty. One process is then all a single machine needs; name --etcd-servers for HA.")
 	stargate.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS,
 		"Extra DNS names for the self-signed serving certificate made when no --tls-cert-file is given.")
+	stargate.StringSliceVar(&o.NodeAgent.ServiceAccounts, "node-agent-service-accounts", o.NodeAgent.ServiceAccounts,
+		"ServiceAccounts (namespace:name) of stargate-nodeagent. The NodeAgentRestriction admission plugin lets them write only the node-layer status of the Server of the node their bound token names.")
 
 	_, _ = o.components.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
@@ -144,6 +153,7 @@ func (o *Options) Validate() error {
 	var errs []error
 	errs = append(errs, o.RecommendedOptions.Validate()...)
 	errs = append(errs, o.components.Validate()...)
+	errs = append(errs, o.NodeAgent.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
