@@ -7,10 +7,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+func init() {
+	// envtest logs through controller-runtime's global logger and complains
+	// with a stack trace when none is set; what matters is in the
+	// components' log files.
+	ctrllog.SetLogger(logr.Discard())
+}
 
 // FrontProxyClientName is the common name of the client certificate the
 // aggregator presents to aggregated servers; it is the only name
