@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
+	"github.com/stargate-k8s/stargate/pkg/controller/operations"
 )
 
 func main() {
@@ -21,7 +22,9 @@ func main() {
 	opts := manager.NewOptions()
 	opts.AddFlags(fs)
 	// One line per reconciler group.
-	controllers := []manager.Controller{}
+	controllers := []manager.Controller{
+		operations.New(),
+	}
 	for _, c := range controllers {
 		c.AddFlags(fs)
 	}

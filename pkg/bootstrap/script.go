@@ -40,6 +40,9 @@ type NodeConfig struct {
 	Labels map[string]string
 	// Taints are "key=value:Effect".
 	Taints []string
+	// OmitAzureLabel leaves out kubernetes.azure.com/managed=false (for
+	// control planes that are not AKS).
+	OmitAzureLabel bool
 }
 
 // NodeLabels are the labels the node registers with: the profile's, then
@@ -51,7 +54,9 @@ func (nc NodeConfig) NodeLabels() map[string]string {
 	}
 	l[stargate.LabelServer] = nc.Server
 	l[stargate.LabelDatacenter] = nc.Datacenter
-	l[LabelAzureManaged] = "false"
+	if !nc.OmitAzureLabel {
+		l[LabelAzureManaged] = "false"
+	}
 	return l
 }
 

@@ -1,0 +1,199 @@
+// Package operations runs Operations to completion. A repave connects to
+// the server over SSH (through the DC router when set), delivers a fresh
+// bootstrap token with the node bootstrap script, waits for the Node to
+// become Ready and records every step in the Operation's status before the
+// next starts, so a restarted controller resumes where it stopped and
+// never runs a finished step again.
+package operations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/sshexec"
+)
+
+// Control-plane modes.
+const (
+	ModeAKS        = "aks"
+	ModeSelfHosted = "self-hosted"
+)
+
+// Options are the operations controller's flags.
+type Options struct {
+	ControlPlaneMode       string
+	APIServerURL           string
+	APIServerCAFile        string
+	APIServerTLSServerName string
+	ClusterDNS             string
+	MaxConcurrentRepaves   int
+	SSHAttempts            int
+	SSHBackoff             time.Duration
+	SSHHandshakeTimeout    time.Duration
+	RouterSSHPort          int
+	ScriptTimeout          time.Duration
+	NodeReadyTimeout       time.Duration
+	TokenTTL               time.Duration
+	RemoteWorkDir          string
+	OutputTailBytes        int
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	return &Options{
+		ControlPlaneMode:     ModeAKS,
+		ClusterDNS:           "10.0.0.10",
+		MaxConcurrentRepaves: 5,
+		SSHAttempts:          5,
+		SSHBackoff:           2 * time.Second,
+		SSHHandshakeTimeout:  15 * time.Second,
+		RouterSSHPort:        22,
+		ScriptTimeout:        30 * time.Minute,
+		NodeReadyTimeout:     10 * time.Minute,
+		TokenTTL:             time.Hour,
+		OutputTailBytes:      4096,
+	}
+}
+
+// Controller is the operations reconciler group.
+type Controller struct {
+	Opts *Options
+}
+
+// New returns the controller with default options.
+func New() *Controller { return &Controller{Opts: NewOptions()} }
+
+// Name implements manager.Controller.
+func (c *Controller) Name() string { return "operations" }
+
+// AddFlags implements manager.Controller.
+func (c *Controller) AddFlags(fs *pflag.FlagSet) {
+	o := c.Opts
+	fs.StringVar(&o.ControlPlaneMode, "control-plane-mode", o.ControlPlaneMode, "Who runs the control plane workers join: \"aks\" (AKS; nodes are labelled kubernetes.azure.com/managed=false so AKS's own controllers leave them alone) or \"self-hosted\".")
+	fs.StringVar(&o.APIServerURL, "api-server-url", o.APIServerURL, "URL of the Kubernetes API server as the workers reach it, written into their bootstrap kubeconfig (required).")
+	fs.StringVar(&o.APIServerCAFile, "api-server-ca-file", o.APIServerCAFile, "PEM file of the CA that verifies the API server for workers; when empty the kube-system/kube-root-ca.crt ConfigMap is used.")
+	fs.StringVar(&o.APIServerTLSServerName, "api-server-tls-server-name", o.APIServerTLSServerName, "Name workers check the API server's certificate against, when --api-server-url's host is not in it.")
+	fs.StringVar(&o.ClusterDNS, "cluster-dns", o.ClusterDNS, "Cluster DNS service IP written into the kubelet configuration.")
+	fs.IntVar(&o.MaxConcurrentRepaves, "max-concurrent-repaves", o.MaxConcurrentRepaves, "Most repaves that run at once; the others wait, Pending.")
+	fs.IntVar(&o.SSHAttempts, "ssh-connect-attempts", o.SSHAttempts, "How often a failed SSH connection is tried before the Operation fails.")
+	fs.DurationVar(&o.SSHBackoff, "ssh-retry-backoff", o.SSHBackoff, "Wait before the second SSH attempt; it doubles after each failure.")
+	fs.DurationVar(&o.SSHHandshakeTimeout, "ssh-handshake-timeout", o.SSHHandshakeTimeout, "Bound of one TCP connect plus SSH handshake.")
+	fs.IntVar(&o.RouterSSHPort, "router-ssh-port", o.RouterSSHPort, "SSH port of the DC routers used as jump hosts.")
+	fs.DurationVar(&o.ScriptTimeout, "bootstrap-script-timeout", o.ScriptTimeout, "How long the node bootstrap script may run.")
+	fs.DurationVar(&o.NodeReadyTimeout, "node-ready-timeout", o.NodeReadyTimeout, "How long to wait, after the script, for the Node to register and become Ready.")
+	fs.DurationVar(&o.TokenTTL, "bootstrap-token-ttl", o.TokenTTL, "Lifetime of a bootstrap token; it is deleted as soon as its Operation ends.")
+	fs.StringVar(&o.RemoteWorkDir, "remote-work-dir", o.RemoteWorkDir, "Directory on servers for each Operation's payload and output; $HOME/.stargate/operations of the admin user when empty.")
+	fs.IntVar(&o.OutputTailBytes, "output-tail-bytes", o.OutputTailBytes, "How much of the script's output, redacted, is kept in Operation status.outputTail.")
+}
+
+// Validate checks the flags.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.ControlPlaneMode != ModeAKS && o.ControlPlaneMode != ModeSelfHosted {
+		errs = append(errs, fmt.Errorf("--control-plane-mode must be %q or %q, not %q", ModeAKS, ModeSelfHosted, o.ControlPlaneMode))
+	}
+	if o.APIServerURL == "" {
+		errs = append(errs, errors.New("--api-server-url is required: the API server URL workers join"))
+	}
+	if o.MaxConcurrentRepaves < 1 {
+		errs = append(errs, errors.New("--max-concurrent-repaves must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// SetupWithManager implements manager.Controller.
+func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := c.Opts.Validate(); err != nil {
+		return err
+	}
+	r := &Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("stargate-controller"),
+		Opts:      c.Opts,
+		nodes:     newNodeWaiter(),
+	}
+	if c.Opts.APIServerCAFile != "" {
+		ca, err := os.ReadFile(c.Opts.APIServerCAFile)
+		if err != nil {
+			return fmt.Errorf("read --api-server-ca-file: %w", err)
+		}
+		r.caPEM = ca
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("operations").
+		For(&stargatev1alpha1.Operation{}).
+		Watches(&corev1.Node{}, r.nodes.handler()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: c.Opts.MaxConcurrentRepaves}).
+		Complete(r)
+}
+
+// Reconciler runs Operations.
+type Reconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Opts      *Options
+	// Dial opens SSH's first TCP connection; nil uses a net.Dialer.
+	Dial sshexec.DialFunc
+
+	caPEM   []byte
+	rbacMu  sync.Mutex
+	rbacOK  bool
+	nodes   *nodeWaiter
+	running sync.Map
+}
+
+// nodeWaiter wakes repaves waiting for a Node when it changes.
+type nodeWaiter struct {
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+func newNodeWaiter() *nodeWaiter { return &nodeWaiter{waiters: map[string][]chan struct{}{}} }
+
+func (w *nodeWaiter) wait(name string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := make(chan struct{})
+	w.waiters[name] = append(w.waiters[name], ch)
+	return ch
+}
+
+func (w *nodeWaiter) notify(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ch := range w.waiters[name] {
+		close(ch)
+	}
+	delete(w.waiters, name)
+}
+
+// handler notifies waiters and enqueues nothing: a repave waits in its own
+// reconcile.
+func (w *nodeWaiter) handler() handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			w.notify(e.Object.GetName())
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			w.notify(e.ObjectNew.GetName())
+		},
+	}
+}
