@@ -1,0 +1,138 @@
+package routes
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/azure"
+	"github.com/stargate-k8s/stargate/pkg/ipam"
+	"github.com/stargate-k8s/stargate/pkg/tailscale"
+)
+
+// member is one Server taking part in routing: it is not being deleted and
+// has its pod CIDR.
+type member struct {
+	key     string // namespace/name
+	dc      string
+	server  *v1alpha1.Server
+	podCIDR netip.Prefix
+	// podRoute is the CIDR the cloud routes for it: its pod CIDR, or its
+	// datacenter block when blocks are on.
+	podRoute netip.Prefix
+	subnet   netip.Prefix
+	routerIP string
+}
+
+// plan is the desired state of the global layers.
+type plan struct {
+	members []member
+	azure   []azure.Route
+	routers []tailscale.Router
+}
+
+// routeName is the Azure route name for a CIDR: prefix + kind + the CIDR
+// with dots and slash as dashes, e.g. stargate-pod-10-244-3-0-24. Names
+// follow from the CIDR alone, so every controller agrees on them.
+func routeName(prefix, kind string, p netip.Prefix) string {
+	return prefix + kind + "-" + strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(p.String())
+}
+
+func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config) plan {
+	var pl plan
+	for i := range servers {
+		s := &servers[i]
+		if !s.DeletionTimestamp.IsZero() || s.Status.PodCIDR == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s.Status.PodCIDR)
+		if err != nil {
+			continue
+		}
+		m := member{key: s.Namespace + "/" + s.Name, dc: s.Namespace, server: s, podCIDR: p.Masked(), podRoute: p.Masked(), routerIP: s.Spec.RouterIP}
+		if b, ok := cfg.BlockOf(m.podCIDR); ok {
+			m.podRoute = b
+		}
+		if a, err := netip.ParseAddr(s.Spec.IPAddress); err == nil && o.WorkerSubnetBits > 0 {
+			m.subnet, _ = a.Prefix(o.WorkerSubnetBits)
+		}
+		pl.members = append(pl.members, m)
+	}
+	sort.Slice(pl.members, func(i, j int) bool { return pl.members[i].key < pl.members[j].key })
+
+	az := map[string]azure.Route{}
+	perRouter := map[string]map[string]bool{}
+	for _, m := range pl.members {
+		r := routeName(o.RoutePrefix, kindOf(m), m.podRoute)
+		az[r] = azure.Route{Name: r, AddressPrefix: m.podRoute.String(), NextHop: o.AzureNextHop}
+		if m.subnet.IsValid() {
+			r := routeName(o.RoutePrefix, "subnet", m.subnet)
+			az[r] = azure.Route{Name: r, AddressPrefix: m.subnet.String(), NextHop: o.AzureNextHop}
+		}
+		if m.routerIP == "" {
+			continue
+		}
+		if perRouter[m.routerIP] == nil {
+			perRouter[m.routerIP] = map[string]bool{}
+		}
+		perRouter[m.routerIP][m.podRoute.String()] = true
+		if m.subnet.IsValid() {
+			perRouter[m.routerIP][m.subnet.String()] = true
+		}
+	}
+	for _, r := range az {
+		pl.azure = append(pl.azure, r)
+	}
+	sort.Slice(pl.azure, func(i, j int) bool { return pl.azure[i].Name < pl.azure[j].Name })
+
+	if o.AKSRouterTailnetIP != "" {
+		pl.routers = append(pl.routers, tailscale.Router{TailnetIP: o.AKSRouterTailnetIP, Want: o.AKSRoutes})
+	}
+	ips := make([]string, 0, len(perRouter))
+	for ip := range perRouter {
+		ips = append(ips, ip)
+	}
+	sort.Strings(ips)
+	for _, ip := range ips {
+		var want []string
+		for r := range perRouter[ip] {
+			want = append(want, r)
+		}
+		sort.Strings(want)
+		pl.routers = append(pl.routers, tailscale.Router{TailnetIP: ip, Want: want, ManageAdvertisement: true})
+	}
+	return pl
+}
+
+func kindOf(m member) string {
+	if m.podRoute != m.podCIDR {
+		return "block"
+	}
+	return "pod"
+}
+
+// azureWanted are the Azure routes that carry m's traffic.
+func (o *Options) azureWanted(m member) []string {
+	out := []string{m.podRoute.String() + " via " + o.AzureNextHop}
+	if m.subnet.IsValid() {
+		out = append(out, m.subnet.String()+" via "+o.AzureNextHop)
+	}
+	return out
+}
+
+func tailscaleWanted(m member) []string {
+	out := []string{m.podRoute.String()}
+	if m.subnet.IsValid() {
+		out = append(out, m.subnet.String())
+	}
+	return out
+}
+
+func describe(ss []string) string {
+	if len(ss) == 0 {
+		return "none"
+	}
+	return fmt.Sprint(strings.Join(ss, ", "))
+}

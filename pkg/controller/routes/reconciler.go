@@ -1,0 +1,586 @@
+// Package routes is the reconciler that keeps a Server's pod traffic
+// routed on every layer: the Azure VNet route table, the Tailscale subnet
+// routes of the AKS and datacenter routers, and the pod CIDR of the node in
+// Kubernetes and Cilium. Azure and Tailscale are global (one table, one
+// router per datacenter), so one pass reconciles all Servers at once: it
+// reads each layer once, writes only the difference in as few calls as the
+// layer allows, and reports per-layer conditions and status.routes on every
+// Server. Watches start a pass; a periodic resync repairs drift on the
+// layers that cannot be watched.
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/azure"
+	"github.com/stargate-k8s/stargate/pkg/cilium"
+	"github.com/stargate-k8s/stargate/pkg/ipam"
+	"github.com/stargate-k8s/stargate/pkg/tailscale"
+)
+
+// Options are the routes reconciler's settings (flags).
+type Options struct {
+	EnableAzure, EnableTailscale, EnableCilium bool
+	// Resync is how often a pass runs without a watch event.
+	Resync time.Duration
+	// StatusRefresh rewrites unchanged route status this often, so
+	// lastChecked stays meaningful without a write per pass; 0 never.
+	StatusRefresh time.Duration
+
+	AzureSubscription, AzureResourceGroup, AzureRouteTable string
+	// RoutePrefix marks the Azure routes Stargate owns.
+	RoutePrefix string
+	// AzureNextHop is the AKS router's private IP.
+	AzureNextHop string
+	// MaxRoutes is the route table's limit; NearLimit the fraction of it
+	// from which the condition warns.
+	MaxRoutes int
+	NearLimit float64
+
+	// AKSRouterTailnetIP finds the AKS router; AKSRoutes are what it
+	// must have enabled (the AKS pod and service CIDRs).
+	AKSRouterTailnetIP string
+	AKSRoutes          []string
+	// WorkerSubnetBits: the datacenter subnet of a Server is its IP
+	// address masked to this length.
+	WorkerSubnetBits int
+}
+
+// DefaultOptions are the flag defaults.
+func DefaultOptions() Options {
+	return Options{
+		EnableCilium:     true,
+		Resync:           5 * time.Minute,
+		StatusRefresh:    30 * time.Minute,
+		RoutePrefix:      "stargate-",
+		MaxRoutes:        400,
+		NearLimit:        0.9,
+		AKSRoutes:        []string{"10.244.0.0/16", "10.0.0.0/16"},
+		WorkerSubnetBits: 24,
+	}
+}
+
+// Reconciler runs passes.
+type Reconciler struct {
+	Options
+	Pool       ipam.Config
+	Client     client.Client
+	Reader     client.Reader
+	Recorder   record.EventRecorder
+	AzureTable *azure.Table
+	Tailscale  *tailscale.Syncer
+	Now        func() time.Time
+
+	// lastWanted per layer: a pass that writes although the wanted
+	// state did not change since the last good pass repaired drift.
+	lastWanted map[string]string
+}
+
+// PassStats says what one pass did.
+type PassStats struct {
+	Servers                        int
+	AzureReads, AzureWrites        int
+	AzureConflicts                 int
+	TailscaleWrites, AdvertiseCall int
+	CiliumWrites, NodeWrites       int
+	StatusWrites, FinalizerWrites  int
+	Drift                          map[string]int
+	Errors                         []error
+}
+
+// layerReport is one layer's health for one Server.
+type layerReport struct {
+	desired, observed []string
+	healthy           bool
+	reason, message   string
+}
+
+type serverReport map[v1alpha1.RouteLayer]*layerReport
+
+const (
+	layerAzure     = v1alpha1.RouteLayerAzure
+	layerTailscale = v1alpha1.RouteLayerTailscale
+	layerCilium    = v1alpha1.RouteLayerCilium
+)
+
+var conditionOf = map[v1alpha1.RouteLayer]string{
+	layerAzure:     stargate.ConditionAzureRouteSynced,
+	layerTailscale: stargate.ConditionTailscaleRoutesApproved,
+	layerCilium:    stargate.ConditionCiliumPodCIDRSynced,
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile runs one pass over all Servers.
+func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	st, err := r.Pass(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(st.Errors) > 0 {
+		// Layer errors are in conditions; come back sooner than a resync.
+		return ctrl.Result{RequeueAfter: min(r.Resync, 30*time.Second)}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.Resync}, nil
+}
+
+// Pass reconciles every layer for every Server once.
+func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
+	log := logf.FromContext(ctx)
+	start := r.now()
+	st := PassStats{Drift: map[string]int{}}
+	if r.lastWanted == nil {
+		r.lastWanted = map[string]string{}
+	}
+	var list v1alpha1.ServerList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return st, fmt.Errorf("list Servers: %w", err)
+	}
+	servers := list.Items
+	st.Servers = len(servers)
+
+	// Hold every routed Server until its routes are gone.
+	for i := range servers {
+		s := &servers[i]
+		if s.DeletionTimestamp.IsZero() && s.Status.PodCIDR != "" && !controllerutil.ContainsFinalizer(s, ipam.RoutesFinalizer) {
+			controllerutil.AddFinalizer(s, ipam.RoutesFinalizer)
+			if err := r.Client.Update(ctx, s); err != nil {
+				return st, fmt.Errorf("add routes finalizer to Server %s/%s: %w", s.Namespace, s.Name, err)
+			}
+			st.FinalizerWrites++
+		}
+	}
+
+	pl := r.buildPlan(servers, r.Pool)
+	reports := map[string]serverReport{}
+	for _, m := range pl.members {
+		reports[m.key] = serverReport{}
+	}
+	layersOK := map[v1alpha1.RouteLayer]bool{layerAzure: true, layerTailscale: true, layerCilium: true}
+
+	if r.EnableAzure && r.AzureTable != nil {
+		layersOK[layerAzure] = r.azurePass(ctx, pl, reports, &st)
+	}
+	if r.EnableTailscale && r.Tailscale != nil {
+		layersOK[layerTailscale] = r.tailscalePass(ctx, pl, reports, &st)
+	}
+	var ciliumNodes map[string]*unstructured.Unstructured
+	ciliumErr := error(nil)
+	if r.EnableCilium {
+		ciliumNodes, ciliumErr = cilium.List(ctx, r.Reader)
+		r.ciliumPass(ctx, pl, ciliumNodes, ciliumErr, reports, &st)
+	}
+
+	// Release deleted Servers whose routes are gone from every layer.
+	for i := range servers {
+		s := &servers[i]
+		if s.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(s, ipam.RoutesFinalizer) {
+			continue
+		}
+		if !layersOK[layerAzure] || !layersOK[layerTailscale] {
+			continue
+		}
+		if r.EnableCilium && ciliumErr == nil {
+			if err := cilium.DeleteCiliumNode(ctx, r.Client, ciliumNodes[nodeName(s)], stargate.LabelServer); err != nil {
+				st.Errors = append(st.Errors, err)
+				continue
+			}
+		}
+		controllerutil.RemoveFinalizer(s, ipam.RoutesFinalizer)
+		if err := r.Client.Update(ctx, s); err != nil && !apierrors.IsNotFound(err) {
+			st.Errors = append(st.Errors, fmt.Errorf("remove routes finalizer of Server %s/%s: %w", s.Namespace, s.Name, err))
+			continue
+		}
+		st.FinalizerWrites++
+		r.Recorder.Eventf(s, corev1.EventTypeNormal, "RoutesRemoved", "routes to %s removed from every layer", orNone(s.Status.PodCIDR))
+	}
+
+	// Status on every live Server.
+	for i := range servers {
+		s := &servers[i]
+		if !s.DeletionTimestamp.IsZero() {
+			continue
+		}
+		rep := reports[s.Namespace+"/"+s.Name]
+		wrote, err := r.writeStatus(ctx, s, rep)
+		if err != nil {
+			st.Errors = append(st.Errors, err)
+		}
+		if wrote {
+			st.StatusWrites++
+		}
+	}
+	passDuration.Observe(r.now().Sub(start).Seconds())
+	for _, e := range st.Errors {
+		log.Error(e, "route pass")
+	}
+	log.V(1).Info("route pass done", "servers", st.Servers, "azureWrites", st.AzureWrites, "tailscaleWrites", st.TailscaleWrites,
+		"statusWrites", st.StatusWrites, "took", r.now().Sub(start))
+	return st, nil
+}
+
+func (r *Reconciler) noteDrift(layer, wantKey string, wrote bool, st *PassStats) {
+	if wrote && r.lastWanted[layer] == wantKey {
+		st.Drift[layer]++
+		driftRepaired.WithLabelValues(layer).Inc()
+	}
+}
+
+func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) bool {
+	wantKey := fmt.Sprint(pl.azure)
+	res, err := r.AzureTable.Sync(ctx, pl.azure)
+	st.AzureReads++
+	st.AzureWrites += res.Writes
+	st.AzureConflicts += res.Conflicts
+	routeWrites.WithLabelValues(string(layerAzure)).Add(float64(res.Writes))
+	observed := map[string]bool{}
+	for _, o := range res.After.Owned {
+		observed[o.String()] = true
+	}
+	reason, msg, healthyAll := "Synced", fmt.Sprintf("route table %s holds the route", r.AzureTable.Name), true
+	switch {
+	case errors.Is(err, azure.ErrRouteLimit):
+		reason, msg, healthyAll = "RouteLimitExceeded", err.Error()+"; turn on datacenter blocks (-datacenter-block-size) so each datacenter needs one route", false
+	case err != nil:
+		reason, msg, healthyAll = "AzureError", err.Error(), false
+	case r.MaxRoutes > 0 && float64(res.After.Total) >= r.NearLimit*float64(r.MaxRoutes):
+		reason = "NearRouteLimit"
+		msg = fmt.Sprintf("route table %s holds %d of at most %d routes; turn on datacenter blocks (-datacenter-block-size) before it fills", r.AzureTable.Name, res.After.Total, r.MaxRoutes)
+	}
+	if err != nil {
+		routeErrors.WithLabelValues(string(layerAzure)).Inc()
+		st.Errors = append(st.Errors, err)
+	} else {
+		r.noteDrift(string(layerAzure), wantKey, res.Writes > 0, st)
+		r.lastWanted[string(layerAzure)] = wantKey
+	}
+	for _, m := range pl.members {
+		want := r.azureWanted(m)
+		var obs, missing []string
+		for _, w := range want {
+			if observed[w] {
+				obs = append(obs, w)
+			} else {
+				missing = append(missing, w)
+			}
+		}
+		lr := &layerReport{desired: want, observed: obs, healthy: healthyAll && len(missing) == 0, reason: reason, message: msg}
+		if healthyAll && len(missing) > 0 {
+			lr.reason, lr.message = "RouteMissing", "missing from route table: "+describe(missing)
+		}
+		reports[m.key][layerAzure] = lr
+	}
+	return err == nil
+}
+
+func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) bool {
+	wantKey := fmt.Sprint(pl.routers)
+	results, err := r.Tailscale.Sync(ctx, pl.routers)
+	byIP := map[string]tailscale.RouterResult{}
+	ok := err == nil
+	wrote := false
+	for _, res := range results {
+		byIP[res.TailnetIP] = res
+		st.TailscaleWrites += res.EnableWrites
+		st.AdvertiseCall += res.AdvertiseCalls
+		routeWrites.WithLabelValues(string(layerTailscale)).Add(float64(res.EnableWrites))
+		wrote = wrote || res.EnableWrites > 0
+		if res.Err != nil {
+			ok = false
+			routeErrors.WithLabelValues(string(layerTailscale)).Inc()
+			st.Errors = append(st.Errors, res.Err)
+		}
+	}
+	if err != nil {
+		routeErrors.WithLabelValues(string(layerTailscale)).Inc()
+		st.Errors = append(st.Errors, err)
+	}
+	if ok {
+		r.noteDrift(string(layerTailscale), wantKey, wrote, st)
+		r.lastWanted[string(layerTailscale)] = wantKey
+	}
+	for _, m := range pl.members {
+		want := tailscaleWanted(m)
+		lr := &layerReport{desired: want}
+		reports[m.key][layerTailscale] = lr
+		res, found := byIP[m.routerIP]
+		switch {
+		case m.routerIP == "":
+			lr.reason, lr.message = "NoRouter", "spec.routerIP is empty: no datacenter router carries this server's routes over the tailnet"
+			continue
+		case err != nil:
+			lr.reason, lr.message = "TailscaleError", err.Error()
+			continue
+		case !found:
+			lr.reason, lr.message = "TailscaleError", "router not synced"
+			continue
+		}
+		enabled, advertised := toSet(res.Enabled), toSet(res.Advertised)
+		var notEnabled, notAdvertised []string
+		for _, w := range want {
+			switch {
+			case enabled[w] && advertised[w]:
+				lr.observed = append(lr.observed, w)
+			case !enabled[w]:
+				notEnabled = append(notEnabled, w)
+			default:
+				notAdvertised = append(notAdvertised, w)
+			}
+		}
+		switch {
+		case errors.Is(res.Err, tailscale.ErrDeviceNotFound):
+			lr.reason, lr.message = "DeviceNotFound", fmt.Sprintf("no tailnet device has router IP %s", m.routerIP)
+		case len(notAdvertised) > 0:
+			lr.reason, lr.message = "NotAdvertised", fmt.Sprintf("router %s (%s) does not advertise %s; enabled, but no traffic flows until it does", m.routerIP, res.DeviceName, describe(notAdvertised))
+			if res.Err != nil {
+				lr.message += ": " + res.Err.Error()
+			}
+		case res.Err != nil:
+			lr.reason, lr.message = "TailscaleError", res.Err.Error()
+		case len(notEnabled) > 0:
+			lr.reason, lr.message = "NotEnabled", "not enabled: "+describe(notEnabled)
+		default:
+			lr.healthy, lr.reason, lr.message = true, "Approved", fmt.Sprintf("router %s (%s) advertises and has enabled the routes", m.routerIP, res.DeviceName)
+		}
+	}
+	return ok
+}
+
+func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*unstructured.Unstructured, listErr error, reports map[string]serverReport, st *PassStats) {
+	for _, m := range pl.members {
+		name := nodeName(m.server)
+		cidr := m.podCIDR.String()
+		lr := &layerReport{desired: []string{"CiliumNode " + name + " " + cidr, "Node " + name + " " + cidr}}
+		reports[m.key][layerCilium] = lr
+		var problems []string
+		reason := ""
+		// CiliumNode first: it should be there before the agent starts.
+		switch {
+		case errors.Is(listErr, cilium.ErrCRDMissing):
+			reason = "CiliumNodeCRDMissing"
+			problems = append(problems, cilium.ErrCRDMissing.Error()+": install Cilium, or run with -enable-cilium-pod-cidr=false")
+		case listErr != nil:
+			reason = "CiliumError"
+			problems = append(problems, listErr.Error())
+		default:
+			have := cns[name]
+			res, err := cilium.SyncCiliumNode(ctx, r.Client, name, have, cidr, map[string]string{stargate.LabelServer: m.server.Name, stargate.LabelDatacenter: m.dc})
+			if res.Created || res.Patched {
+				st.CiliumWrites++
+				routeWrites.WithLabelValues(string(layerCilium)).Inc()
+				if res.Patched {
+					st.Drift[string(layerCilium)]++
+					driftRepaired.WithLabelValues(string(layerCilium)).Inc()
+					r.Recorder.Eventf(m.server, corev1.EventTypeNormal, "CiliumPodCIDRRepaired", "CiliumNode %s spec.ipam.podCIDRs was %v, set to [%s]", name, res.Observed, cidr)
+				}
+			}
+			if err != nil {
+				reason = "CiliumError"
+				if errors.Is(err, cilium.ErrCRDMissing) {
+					reason = "CiliumNodeCRDMissing"
+				}
+				routeErrors.WithLabelValues(string(layerCilium)).Inc()
+				problems = append(problems, err.Error())
+			} else {
+				lr.observed = append(lr.observed, "CiliumNode "+name+" "+cidr)
+			}
+		}
+		var node corev1.Node
+		var nodePtr *corev1.Node
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &node); err == nil {
+			nodePtr = &node
+		} else if !apierrors.IsNotFound(err) {
+			problems = append(problems, fmt.Sprintf("get Node %s: %v", name, err))
+		}
+		nres, err := cilium.SyncNode(ctx, r.Client, nodePtr, cidr)
+		if nres.Wrote {
+			st.NodeWrites++
+			routeWrites.WithLabelValues(string(layerCilium)).Inc()
+		}
+		switch {
+		case errors.Is(err, cilium.ErrNodeConflict):
+			if reason == "" {
+				reason = "NodePodCIDRConflict"
+			}
+			problems = append(problems, err.Error())
+			r.Recorder.Eventf(m.server, corev1.EventTypeWarning, "NodePodCIDRConflict", "%v", err)
+		case err != nil:
+			if reason == "" {
+				reason = "NodeError"
+			}
+			problems = append(problems, err.Error())
+		case nres.State == cilium.NodeSet:
+			lr.observed = append(lr.observed, "Node "+name+" "+cidr)
+		}
+		if len(problems) > 0 {
+			lr.reason, lr.message = reason, strings.Join(problems, "; ")
+			st.Errors = append(st.Errors, fmt.Errorf("server %s: %s", m.key, lr.message))
+			continue
+		}
+		lr.healthy, lr.reason = true, "Synced"
+		lr.message = fmt.Sprintf("CiliumNode %s and Node %s carry %s", name, name, cidr)
+		if nres.State == cilium.NodeAbsent {
+			lr.message = fmt.Sprintf("CiliumNode %s carries %s; Node %s has not registered yet and gets it when it does", name, cidr, name)
+		}
+	}
+}
+
+// writeStatus puts the layer reports into the Server's status and
+// conditions, and writes only when something a reader cares about changed.
+func (r *Reconciler) writeStatus(ctx context.Context, s *v1alpha1.Server, rep serverReport) (bool, error) {
+	next := s.DeepCopy()
+	now := metav1.NewTime(r.now())
+	enabled := map[v1alpha1.RouteLayer]bool{layerAzure: r.EnableAzure && r.AzureTable != nil, layerTailscale: r.EnableTailscale && r.Tailscale != nil, layerCilium: r.EnableCilium}
+	var notReady []string
+	for _, layer := range []v1alpha1.RouteLayer{layerAzure, layerTailscale, layerCilium} {
+		lr := rep[layer]
+		switch {
+		case !enabled[layer]:
+			lr = &layerReport{healthy: true, reason: "Disabled", message: fmt.Sprintf("the %s layer is turned off in stargate-controller", layer)}
+			meta.RemoveStatusCondition(&next.Status.Conditions, conditionOf[layer])
+		case lr == nil:
+			lr = &layerReport{reason: "PodCIDRPending", message: "the server has no pod CIDR yet; see the PodCIDRAllocated condition"}
+		}
+		if enabled[layer] {
+			status := metav1.ConditionFalse
+			if lr.healthy {
+				status = metav1.ConditionTrue
+			} else {
+				notReady = append(notReady, fmt.Sprintf("%s: %s", layer, lr.reason))
+			}
+			meta.SetStatusCondition(&next.Status.Conditions, metav1.Condition{Type: conditionOf[layer], Status: status, Reason: lr.reason, Message: lr.message, ObservedGeneration: s.Generation})
+		}
+		setLayer(&next.Status.Routes, v1alpha1.RouteLayerStatus{
+			Layer: layer, Desired: lr.desired, Observed: lr.observed, Healthy: lr.healthy, Reason: lr.reason, Message: lr.message, LastChecked: &now,
+		})
+	}
+	ready := metav1.Condition{Type: stargate.ConditionRoutesReady, Status: metav1.ConditionTrue, Reason: "AllLayersSynced", Message: "every enabled route layer is synced", ObservedGeneration: s.Generation}
+	if len(notReady) > 0 {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "LayersNotReady", strings.Join(notReady, "; ")
+	}
+	meta.SetStatusCondition(&next.Status.Conditions, ready)
+
+	if sameStatus(s, next) && !r.refreshDue(s) {
+		return false, nil
+	}
+	if err := r.Client.Status().Update(ctx, next); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return false, nil // the watch brings a fresh copy and another pass
+		}
+		return false, fmt.Errorf("update status of Server %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	r.events(s, next)
+	return true, nil
+}
+
+func (r *Reconciler) refreshDue(s *v1alpha1.Server) bool {
+	if r.StatusRefresh <= 0 {
+		return false
+	}
+	for _, l := range s.Status.Routes {
+		if l.Layer != v1alpha1.RouteLayerNode && (l.LastChecked == nil || r.now().Sub(l.LastChecked.Time) > r.StatusRefresh) {
+			return true
+		}
+	}
+	return false
+}
+
+// events records a change of each route condition.
+func (r *Reconciler) events(old, next *v1alpha1.Server) {
+	for _, t := range []string{stargate.ConditionAzureRouteSynced, stargate.ConditionTailscaleRoutesApproved, stargate.ConditionCiliumPodCIDRSynced, stargate.ConditionRoutesReady} {
+		o, n := meta.FindStatusCondition(old.Status.Conditions, t), meta.FindStatusCondition(next.Status.Conditions, t)
+		if n == nil || (o != nil && o.Status == n.Status && o.Reason == n.Reason) {
+			continue
+		}
+		typ := corev1.EventTypeNormal
+		if n.Status != metav1.ConditionTrue {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(old, typ, n.Reason, "%s: %s", t, n.Message)
+	}
+}
+
+func setLayer(ls *[]v1alpha1.RouteLayerStatus, l v1alpha1.RouteLayerStatus) {
+	for i := range *ls {
+		if (*ls)[i].Layer == l.Layer {
+			(*ls)[i] = l
+			return
+		}
+	}
+	*ls = append(*ls, l)
+	order := map[v1alpha1.RouteLayer]int{layerAzure: 0, layerTailscale: 1, layerCilium: 2, v1alpha1.RouteLayerNode: 3}
+	sort.SliceStable(*ls, func(i, j int) bool { return order[(*ls)[i].Layer] < order[(*ls)[j].Layer] })
+}
+
+// sameStatus compares what a reader acts on: conditions without their
+// times, and route layers without lastChecked.
+func sameStatus(a, b *v1alpha1.Server) bool {
+	if len(a.Status.Conditions) != len(b.Status.Conditions) || len(a.Status.Routes) != len(b.Status.Routes) {
+		return false
+	}
+	for _, cb := range b.Status.Conditions {
+		ca := meta.FindStatusCondition(a.Status.Conditions, cb.Type)
+		if ca == nil || ca.Status != cb.Status || ca.Reason != cb.Reason || ca.Message != cb.Message || ca.ObservedGeneration != cb.ObservedGeneration {
+			return false
+		}
+	}
+	for i := range b.Status.Routes {
+		la, lb := a.Status.Routes[i], b.Status.Routes[i]
+		if la.Layer != lb.Layer || la.Healthy != lb.Healthy || la.Reason != lb.Reason || la.Message != lb.Message ||
+			!slices.Equal(la.Desired, lb.Desired) || !slices.Equal(la.Observed, lb.Observed) {
+			return false
+		}
+	}
+	return true
+}
+
+func nodeName(s *v1alpha1.Server) string {
+	if s.Status.NodeName != "" {
+		return s.Status.NodeName
+	}
+	return s.Spec.Hostname
+}
+
+func toSet(ss []string) map[string]bool {
+	m := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		m[s] = true
+	}
+	return m
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+// owns says whether an enabled Tailscale route is Stargate's: it lies in
+// the pod pool.
+func (r *Reconciler) owns(p netip.Prefix) bool { return r.Pool.Pool.Overlaps(p) }
