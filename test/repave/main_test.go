@@ -1,0 +1,391 @@
+// Package repave tests stargate-controller's repave end to end: a real
+// kube-apiserver (with bootstrap token auth) and kube-controller-manager
+// (CSR approval and signing), stargate-apiserver behind the aggregator, and
+// a simulated datacenter of network namespaces with OpenSSH's sshd, where
+// workers are reachable only through the router. On the workers a test
+// profile's script starts kubelet-standin, which does the real kubelet TLS
+// bootstrap with the delivered token. stargate-controller runs as its own
+// process in the simulation's cloud namespace, so tests can kill it.
+package repave
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/controller/manager"
+	"github.com/stargate-k8s/stargate/test/dcsim"
+	"github.com/stargate-k8s/stargate/test/framework"
+)
+
+const (
+	dc = "dc-sim"
+	// workers in the simulation: worker-1..3 for single tests, 4..23 for
+	// the concurrency test.
+	simWorkers = 24
+	apiPort    = 6443
+)
+
+var env *testEnv
+
+type testEnv struct {
+	world      *framework.World
+	kcm        *framework.ControllerManager
+	sim        *dcsim.Sim
+	c          client.Client
+	dir        string
+	controller string // binary
+	standin    string // binary
+	caFile     string
+	stateDir   string // kubelet-standin state, per node
+	workDir    string // --remote-work-dir
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s repave: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func run(m *testing.M) (code int) {
+	if err := dcsim.Check(""); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the repave tests need the datacenter simulation: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := &testEnv{}
+	var err error
+	if e.dir, err = os.MkdirTemp("", "stargate-repave-"); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	defer func() {
+		if code != 0 {
+			logf("tests failed; logs kept in %s", e.dir)
+		} else {
+			_ = os.RemoveAll(e.dir)
+		}
+	}()
+	if err := e.start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: cannot start the repave test world:", err)
+		e.stop()
+		return 1
+	}
+	env = e
+	defer e.stop()
+	return m.Run()
+}
+
+func (e *testEnv) start(ctx context.Context) error {
+	root, err := framework.RepoRoot()
+	if err != nil {
+		return err
+	}
+	bins, err := framework.FindBinaries("")
+	if err != nil {
+		return err
+	}
+	binDir := filepath.Join(e.dir, "bin")
+	if _, err := framework.BootstrapTokenBinDir(bins, binDir); err != nil {
+		return err
+	}
+	logf("building stargate-controller, kubelet-standin and stargate-apiserver")
+	e.controller = filepath.Join(binDir, "stargate-controller")
+	e.standin = filepath.Join(binDir, "kubelet-standin")
+	for pkg, out := range map[string]string{"./cmd/controller": e.controller, "./test/kubelet-standin": e.standin} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+		}
+	}
+	apiserver, err := framework.BuildStargate(ctx, root, binDir)
+	if err != nil {
+		// stargate-apiserver is another issue's work; a previous build serves.
+		prev := filepath.Join(bins.Dir, "stargate-apiserver")
+		if _, serr := os.Stat(prev); serr != nil {
+			return err
+		}
+		logf("building stargate-apiserver failed, using %s: %v", prev, err)
+		apiserver = prev
+	}
+	e.world, err = framework.StartWorld(ctx, framework.WorldOptions{Dir: filepath.Join(e.dir, "world"), BinDir: binDir, StargateBinary: apiserver, Logf: logf})
+	if err != nil {
+		return err
+	}
+	cp := e.world.ControlPlane
+	if e.kcm, err = cp.StartControllerManager(ctx); err != nil {
+		return err
+	}
+	if e.c, err = client.New(cp.Config, client.Options{Scheme: manager.Scheme}); err != nil {
+		return err
+	}
+	e.caFile = filepath.Join(e.dir, "cluster-ca.crt")
+	if err := os.WriteFile(e.caFile, cp.Config.CAData, 0o644); err != nil {
+		return err
+	}
+	e.stateDir = filepath.Join(e.dir, "nodes")
+	e.workDir = filepath.Join(e.dir, "remote")
+	if e.sim, err = dcsim.Start(ctx, dcsim.Options{Dir: filepath.Join(e.dir, "dc"), Workers: simWorkers, Logf: logf}); err != nil {
+		return err
+	}
+	u, err := url.Parse(cp.Config.Host)
+	if err != nil {
+		return err
+	}
+	if _, err := e.sim.ExposeToWorkers(apiPort, u.Host); err != nil {
+		return err
+	}
+	if _, err := e.sim.ExposeToCloud(u.Host); err != nil {
+		return err
+	}
+	return e.fixtures(ctx)
+}
+
+func (e *testEnv) stop() {
+	if e.sim != nil {
+		if err := e.sim.Stop(); err != nil {
+			logf("stop simulation: %v", err)
+		}
+	}
+	if e.kcm != nil {
+		_ = e.kcm.Stop()
+	}
+	if e.world != nil {
+		e.world.KeepDir = true
+		if err := e.world.Stop(); err != nil {
+			logf("stop world: %v", err)
+		}
+	}
+}
+
+// standinScript is the test profile's bootstrap script: it counts its runs,
+// shows that the token reaches the output (to be redacted), and starts
+// kubelet-standin detached.
+func (e *testEnv) standinScript(sleep time.Duration) string {
+	return fmt.Sprintf(`#!/bin/bash
+set -euo pipefail
+. ./stargate.env
+state=%[1]s/$STARGATE_NODE_NAME
+mkdir -p "$state"
+echo run >>"$state/runs"
+echo "bootstrap kubeconfig: $(grep token: bootstrap-kubelet.conf)"
+sleep %[3]d
+if [ -s "$state/pid" ]; then kill "$(cat "$state/pid")" 2>/dev/null || true; fi
+cp bootstrap-kubelet.conf "$state/bootstrap-kubelet.conf"
+setsid %[2]s --bootstrap-kubeconfig "$state/bootstrap-kubelet.conf" --kubeconfig "$state/kubelet.conf" \
+  --node-name "$STARGATE_NODE_NAME" --node-ip "$STARGATE_NODE_IP" --node-labels "$STARGATE_NODE_LABELS" --serving-csr \
+  >"$state/standin.log" 2>&1 </dev/null &
+echo $! >"$state/pid"
+echo "kubelet-standin started for $STARGATE_NODE_NAME"
+`, e.stateDir, e.standin, int(sleep.Seconds()))
+}
+
+func (e *testEnv) fixtures(ctx context.Context) error {
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: dc}},
+		// The test kube-apiserver runs RBAC without the Node authorizer:
+		// let nodes do what kubelets do.
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "test:nodes"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}},
+		},
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "ssh", Namespace: dc},
+			Type:       corev1.SecretTypeSSHAuth,
+			Data:       map[string][]byte{corev1.SSHAuthPrivateKey: e.sim.ClientKeyPEM, "known_hosts": e.sim.KnownHosts()},
+		},
+		&corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "standin", Namespace: dc},
+			Data:       map[string]string{"fast.sh": e.standinScript(0), "slow.sh": e.standinScript(6 * time.Second)},
+		},
+	}
+	for _, name := range []string{"fast", "slow"} {
+		objs = append(objs, &v1.ProvisioningProfile{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: dc},
+			Spec: v1.ProvisioningProfileSpec{
+				KubernetesVersion:       "1.37",
+				AdminUsername:           "root",
+				SSHCredentialsSecretRef: &v1.LocalObjectReference{Name: "ssh"},
+				BootstrapScriptRef:      &v1.ConfigMapKeyReference{Name: "standin", Key: name + ".sh"},
+				NodeLabels:              map[string]string{"example.com/rack": "r1"},
+			},
+		})
+	}
+	for _, o := range objs {
+		if err := e.c.Create(ctx, o); err != nil {
+			return fmt.Errorf("create %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// server creates Server name for worker host h (nil: an address no host has).
+func (e *testEnv) server(t *testing.T, name string, h *dcsim.Host, mutate func(*v1.Server)) *v1.Server {
+	t.Helper()
+	ip := dcsim.UnusedWorkerIP
+	if h != nil {
+		ip = h.IP
+	}
+	s := &v1.Server{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: dc},
+		Spec: v1.ServerSpec{
+			Hostname:               name,
+			IPAddress:              ip,
+			RouterIP:               dcsim.RouterTailnetIP,
+			SSHPort:                22,
+			ProvisioningProfileRef: &v1.LocalObjectReference{Name: "fast"},
+		},
+	}
+	if h != nil {
+		s.Spec.HostKey = h.HostKey
+	}
+	if mutate != nil {
+		mutate(s)
+	}
+	if err := e.c.Create(context.Background(), s); err != nil {
+		t.Fatalf("create Server %s: %v", name, err)
+	}
+	return s
+}
+
+// controllerProc is a running stargate-controller.
+type controllerProc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func (e *testEnv) startController(t *testing.T, name string, extra ...string) *controllerProc {
+	t.Helper()
+	logPath := filepath.Join(e.dir, "controller-"+name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{
+		"--kubeconfig=" + e.world.ControlPlane.AdminKubeconfig,
+		"--leader-elect=false",
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=127.0.0.1:0",
+		"--control-plane-mode=aks",
+		"--api-server-url=https://" + net.JoinHostPort(dcsim.RouterSubnetIP, strconv.Itoa(apiPort)),
+		"--api-server-ca-file=" + e.caFile,
+		"--api-server-tls-server-name=localhost",
+		"--remote-work-dir=" + e.workDir,
+		"--ssh-connect-attempts=3",
+		"--ssh-retry-backoff=200ms",
+		"--ssh-handshake-timeout=3s",
+		"--node-ready-timeout=90s",
+		"--v=2",
+	}
+	cmd := e.sim.Command(e.controller, append(args, extra...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &controllerProc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// kill ends the process at once (SIGKILL), as a crash would.
+func (p *controllerProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *controllerProc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.kill()
+	}
+}
+
+// repave asks for a repave the way users do and returns the Operation name.
+func (e *testEnv) repave(t *testing.T, server, profile string) string {
+	t.Helper()
+	body := `{"apiVersion":"stargate.io/v1alpha1","kind":"RepaveRequest","reason":"test"`
+	if profile != "" {
+		body += `,"provisioningProfileRef":{"name":"` + profile + `"}`
+	}
+	body += "}"
+	res := e.world.Kubectl.RunWithInput(context.Background(), body, "create", "--raw",
+		"/apis/stargate.io/v1alpha1/namespaces/"+dc+"/servers/"+server+"/repave", "-f", "-")
+	if res.Err != nil {
+		t.Fatalf("repave %s: %v", server, res)
+	}
+	name := between(res.Stdout, `"name":"`, `"`)
+	if name == "" {
+		t.Fatalf("repave answered no Operation: %s", res.Stdout)
+	}
+	return name
+}
+
+func between(s, start, end string) string {
+	i := strings.Index(s, start)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(start):]
+	j := strings.Index(s, end)
+	if j < 0 {
+		return ""
+	}
+	return s[:j]
+}
+
+func (e *testEnv) op(t *testing.T, name string) *v1.Operation {
+	t.Helper()
+	var op v1.Operation
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: dc, Name: name}, &op); err != nil {
+		t.Fatalf("get Operation %s: %v", name, err)
+	}
+	return &op
+}
+
+// waitOp waits until the Operation satisfies done, or fails the test.
+func (e *testEnv) waitOp(t *testing.T, name string, timeout time.Duration, done func(*v1.Operation) bool) *v1.Operation {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		op := e.op(t, name)
+		if done(op) {
+			return op
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Operation %s did not get there within %s; phase %s, message %q, steps %+v", name, timeout, op.Status.Phase, op.Status.Message, op.Status.Steps)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func finished(op *v1.Operation) bool {
+	return op.Status.Phase == v1.OperationSucceeded || op.Status.Phase == v1.OperationFailed
+}
