@@ -1,0 +1,425 @@
+// Package nodeagent is stargate-nodeagent, the DaemonSet that runs on every
+// datacenter worker Stargate provisions. It reads the worker's kernel
+// routing table with netlink, checks the routes the worker needs (to the AKS
+// pod and service CIDRs through the DC router or the tailnet, and to its own
+// pod CIDR through Cilium's host device), compares the pod CIDR its
+// CiliumNode holds with the one its Server was given, and reports both as
+// conditions and as the node route layer on its own Server's status.
+//
+// It checks at start, every interval and at once on any kernel route or
+// link change, and writes only when what it reports changed or a heartbeat
+// is due, so a thousand agents stay cheap for the API.
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
+	"github.com/stargate-k8s/stargate/pkg/generated/informers/externalversions"
+)
+
+// Config is what an agent checks and how often it reports.
+type Config struct {
+	// NodeName is the node the agent runs on. Its Server is the one whose
+	// status.nodeName names it, and its CiliumNode has this name.
+	NodeName string
+	// Want are the routes to check; Want.PodCIDR is taken from the Server.
+	Want RouteWant
+	// ProbeTarget, when set, is a host:port across the tunnel that must
+	// answer a TCP connect within ProbeTimeout.
+	ProbeTarget  string
+	ProbeTimeout time.Duration
+	// Interval between check passes besides those kernel changes trigger.
+	Interval time.Duration
+	// Heartbeat is how long an unchanged report may go unwritten.
+	Heartbeat time.Duration
+	// Debounce gathers a burst of kernel changes into one pass.
+	Debounce time.Duration
+	// NetNS is the network namespace whose routes are checked; not open
+	// means the agent's own (the host's, with hostNetwork).
+	NetNS netns.NsHandle
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("the node name is empty (set --node-name or NODE_NAME)"))
+	}
+	if len(c.Want.Remote) == 0 {
+		errs = append(errs, errors.New("no remote CIDRs to check (--remote-cidrs)"))
+	}
+	if !c.Want.NextHopGateway.IsValid() && c.Want.NextHopDevice == "" {
+		errs = append(errs, errors.New("name the expected next hop: --next-hop-gateway (the DC router) and/or --next-hop-device (e.g. tailscale0)"))
+	}
+	if c.Want.PodCIDRDevice == "" {
+		errs = append(errs, errors.New("--pod-cidr-device is empty"))
+	}
+	if c.Interval <= 0 || c.Heartbeat <= 0 {
+		errs = append(errs, errors.New("--interval and --heartbeat must be positive"))
+	}
+	if c.ProbeTarget != "" && c.ProbeTimeout <= 0 {
+		errs = append(errs, errors.New("--probe-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Checker runs one check pass: routing table, probe, CiliumNode.
+type Checker struct {
+	cfg   *Config
+	table *RouteTable
+	probe *Probe
+	want  RouteWant
+}
+
+// NewChecker opens the routing table of cfg.NetNS.
+func NewChecker(cfg *Config) (*Checker, error) {
+	t, err := OpenRouteTable(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	c := &Checker{cfg: cfg, table: t, want: cfg.Want}
+	if cfg.ProbeTarget != "" {
+		c.probe = &Probe{Target: cfg.ProbeTarget, Timeout: cfg.ProbeTimeout, NS: cfg.NetNS}
+	}
+	return c, nil
+}
+
+// Close releases the netlink handle.
+func (c *Checker) Close() { c.table.Close() }
+
+// Check looks at everything once and returns what to report on srv.
+func (c *Checker) Check(ctx context.Context, srv *v1alpha1.Server, cilium CiliumView) *NodeStatus {
+	podCIDR := srv.Status.PodCIDR
+	c.want.PodCIDR = netip.Prefix{}
+	if p, err := netip.ParsePrefix(podCIDR); err == nil {
+		c.want.PodCIDR = p.Masked()
+	}
+	rep, err := c.table.Check(&c.want)
+	var probeErr error
+	if c.probe != nil {
+		probeErr = c.probe.Check(ctx)
+	}
+	st := &NodeStatus{Routes: routesCondition(rep, err, podCIDR, c.cfg.ProbeTarget, probeErr)}
+	if rep != nil {
+		st.Desired, st.Observed = rep.Desired, rep.Observed
+	}
+	server := srv.Namespace + "/" + srv.Name
+	status, reason, msg := ciliumCondition(c.cfg.NodeName, server, podCIDR, cilium)
+	st.Cilium = condition{status, reason, msg}
+	st.Routes.Message, st.Cilium.Message = truncate(st.Routes.Message), truncate(st.Cilium.Message)
+	return st
+}
+
+// Agent is a running stargate-nodeagent.
+type Agent struct {
+	cfg     Config
+	client  versioned.Interface
+	servers cache.SharedIndexInformer
+	cilium  cache.SharedIndexInformer
+	start   func(stop <-chan struct{})
+	checker *Checker
+	metrics *Metrics
+	health  health
+	kick    chan string
+	now     func() time.Time
+
+	// What the agent last applied, and when: the informer may lag behind
+	// the write for a moment, and must not cause a second one.
+	applied     *NodeStatus
+	appliedAt   time.Time
+	appliedUID  types.UID
+	writesTotal atomic.Int64
+}
+
+// writeGrace is how long the agent trusts its own last write over an
+// informer that has not seen it yet.
+const writeGrace = 10 * time.Second
+
+// New builds an agent talking to the API through config.
+func New(cfg Config, config *rest.Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	config = rest.CopyConfig(config)
+	if config.UserAgent == "" {
+		config.UserAgent = "stargate-nodeagent/" + cfg.NodeName
+	}
+	client, err := versioned.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	checker, err := NewChecker(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:     cfg,
+		client:  client,
+		checker: checker,
+		metrics: NewMetrics(),
+		kick:    make(chan string, 1),
+		now:     time.Now,
+	}
+	a.health.staleAfter = max(3*cfg.Interval, time.Minute)
+
+	// Only the agent's own Server and CiliumNode are watched: field
+	// selectors keep every agent's share of the API to one object each.
+	byNode := fields.OneTermEqualSelector("status.nodeName", cfg.NodeName).String()
+	sf := externalversions.NewSharedInformerFactoryWithOptions(client, 0,
+		externalversions.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = byNode }))
+	a.servers = sf.Stargate().V1alpha1().Servers().Informer()
+	_ = a.servers.SetTransform(func(obj any) (any, error) {
+		if s, ok := obj.(*v1alpha1.Server); ok {
+			s.ManagedFields = nil
+		}
+		return obj, nil
+	})
+	byName := fields.OneTermEqualSelector("metadata.name", cfg.NodeName).String()
+	df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, metav1.NamespaceAll,
+		func(o *metav1.ListOptions) { o.FieldSelector = byName })
+	a.cilium = df.ForResource(CiliumNodes).Informer()
+	_ = a.cilium.SetTransform(slimCiliumNode)
+	a.start = func(stop <-chan struct{}) { sf.Start(stop); df.Start(stop) }
+
+	onChange := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.trigger(TriggerAPI) },
+		UpdateFunc: func(any, any) { a.trigger(TriggerAPI) },
+		DeleteFunc: func(any) { a.trigger(TriggerAPI) },
+	}
+	if _, err := a.servers.AddEventHandler(onChange); err != nil {
+		return nil, err
+	}
+	if _, err := a.cilium.AddEventHandler(onChange); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Metrics are the agent's metrics.
+func (a *Agent) Metrics() *Metrics { return a.metrics }
+
+// Writes is how many status writes the agent has made.
+func (a *Agent) Writes() int64 { return a.writesTotal.Load() }
+
+func (a *Agent) trigger(why string) {
+	select {
+	case a.kick <- why:
+	default: // a pass is already due
+	}
+}
+
+// Run checks and reports until ctx ends. It serves Handler on listen
+// when listen is not empty.
+func (a *Agent) Run(ctx context.Context, listen string) error {
+	defer a.checker.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if listen != "" {
+		srv := &http.Server{Addr: listen, Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.ListenAndServe() }()
+		defer srv.Close()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve metrics and health on %s: %w", listen, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		go func() {
+			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				klog.ErrorS(err, "Metrics and health server stopped", "address", listen)
+				cancel()
+			}
+		}()
+	}
+
+	a.start(ctx.Done())
+	go a.watchKernel(ctx)
+	klog.InfoS("Waiting for the Server of this node", "node", a.cfg.NodeName)
+	if !cache.WaitForCacheSync(ctx.Done(), a.servers.HasSynced) {
+		return ctx.Err()
+	}
+	a.health.synced.Store(true)
+
+	ticker := time.NewTicker(a.cfg.Interval)
+	defer ticker.Stop()
+	a.pass(ctx, TriggerStart)
+	var debounce <-chan time.Time
+	pending := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			a.pass(ctx, TriggerInterval)
+		case why := <-a.kick:
+			if debounce == nil {
+				debounce, pending = time.After(a.cfg.Debounce), why
+			}
+		case <-debounce:
+			debounce = nil
+			a.pass(ctx, pending)
+		}
+	}
+}
+
+// watchKernel subscribes to route and link changes in the checked
+// namespace, and subscribes again when the kernel drops the subscription
+// (e.g. its buffer overflowed).
+func (a *Agent) watchKernel(ctx context.Context) {
+	ns := a.cfg.NetNS
+	for ctx.Err() == nil {
+		routes := make(chan netlink.RouteUpdate, 256)
+		links := make(chan netlink.LinkUpdate, 64)
+		done := make(chan struct{})
+		onErr := func(err error) { klog.ErrorS(err, "Netlink subscription") }
+		err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: &ns, ErrorCallback: onErr})
+		if err == nil {
+			err = netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: &ns, ErrorCallback: onErr})
+		}
+		if err != nil {
+			close(done)
+			klog.ErrorS(err, "Cannot subscribe to kernel route changes; retrying")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		a.health.subscribed.Store(true)
+		// Anything may have changed while unsubscribed.
+		a.trigger(TriggerNetlink)
+	events:
+		for {
+			select {
+			case <-ctx.Done():
+				close(done)
+				return
+			case _, ok := <-routes:
+				if !ok {
+					break events
+				}
+			case _, ok := <-links:
+				if !ok {
+					break events
+				}
+			}
+			a.metrics.netlinkEvents.Inc()
+			a.trigger(TriggerNetlink)
+		}
+		close(done)
+		a.health.subscribed.Store(false)
+		klog.InfoS("Kernel closed the route subscription; subscribing again")
+	}
+}
+
+// ownServer is the Server whose status.nodeName is this node.
+func (a *Agent) ownServer() *v1alpha1.Server {
+	objs := a.servers.GetStore().List()
+	if len(objs) == 0 {
+		return nil
+	}
+	servers := make([]*v1alpha1.Server, 0, len(objs))
+	for _, o := range objs {
+		servers = append(servers, o.(*v1alpha1.Server))
+	}
+	if len(servers) > 1 {
+		slices.SortFunc(servers, func(x, y *v1alpha1.Server) int { return x.CreationTimestamp.Compare(y.CreationTimestamp.Time) })
+		klog.ErrorS(nil, "Several Servers name this node in status.nodeName; reporting on the oldest", "node", a.cfg.NodeName, "server", klog.KObj(servers[0]))
+	}
+	return servers[0]
+}
+
+func (a *Agent) ciliumView() CiliumView {
+	if !a.cilium.HasSynced() {
+		return CiliumView{}
+	}
+	obj, ok, err := a.cilium.GetStore().GetByKey(a.cfg.NodeName)
+	if err != nil || !ok {
+		return CiliumView{Synced: true}
+	}
+	return CiliumView{Synced: true, Found: true, PodCIDRs: ciliumPodCIDRs(obj.(*unstructured.Unstructured))}
+}
+
+// pass runs one check and writes the result when it must.
+func (a *Agent) pass(ctx context.Context, trigger string) {
+	start := a.now()
+	a.metrics.checks.WithLabelValues(trigger).Inc()
+	srv := a.ownServer()
+	if srv == nil {
+		a.health.lastCheck.Store(start.UnixNano())
+		klog.V(2).InfoS("No Server names this node in status.nodeName yet", "node", a.cfg.NodeName)
+		return
+	}
+	st := a.checker.Check(ctx, srv, a.ciliumView())
+	now := a.now()
+	a.metrics.checkDuration.Observe(now.Sub(start).Seconds())
+	a.metrics.lastCheckStamp.Set(float64(now.Unix()))
+	a.metrics.routesHealthy.Set(conditionValue(string(st.Routes.Status)))
+	a.metrics.ciliumMatches.Set(conditionValue(string(st.Cilium.Status)))
+	a.health.lastCheck.Store(now.UnixNano())
+
+	why := a.writeNeeded(srv, st, now)
+	if why == "" {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	_, err := a.client.StargateV1alpha1().Servers(srv.Namespace).ApplyStatus(wctx, applyConfiguration(srv, st, now),
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	a.writesTotal.Add(1)
+	if err != nil {
+		a.metrics.writes.WithLabelValues(why, "error").Inc()
+		klog.ErrorS(err, "Cannot write the Server status; retrying at the next pass", "server", klog.KObj(srv))
+		return
+	}
+	a.metrics.writes.WithLabelValues(why, "ok").Inc()
+	a.applied, a.appliedAt, a.appliedUID = st, now, srv.UID
+	klog.V(1).InfoS("Reported node status", "server", klog.KObj(srv), "why", why, "trigger", trigger,
+		"nodeRoutesHealthy", st.Routes.Status, "reason", st.Routes.Reason, "ciliumPodCIDRMatches", st.Cilium.Status)
+}
+
+// writeNeeded says why st must be written ("changed" or "heartbeat"), or
+// "" when the Server already says it and the heartbeat is not due.
+func (a *Agent) writeNeeded(srv *v1alpha1.Server, st *NodeStatus, now time.Time) string {
+	due := func(t time.Time) bool { return now.Sub(t) >= a.cfg.Heartbeat }
+	if obs, checked, ok := observedNodeStatus(srv); ok && obs.Equal(st) {
+		if due(checked) && due(a.appliedAt) {
+			return "heartbeat"
+		}
+		return ""
+	}
+	// The informer may not have seen the last write yet.
+	if a.applied != nil && a.appliedUID == srv.UID && a.applied.Equal(st) && now.Sub(a.appliedAt) < writeGrace {
+		return ""
+	}
+	return "changed"
+}
