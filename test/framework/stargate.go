@@ -224,6 +224,11 @@ func (s *Stargate) Running() bool {
 	}
 }
 
+// Done is closed when the process of the latest Start exits.
+func (s *Stargate) Done() <-chan struct{} {
+	return s.done
+}
+
 // Stop sends SIGTERM, waits up to 30s for a graceful exit, then kills.
 func (s *Stargate) Stop() error {
 	if !s.Running() {

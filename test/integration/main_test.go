@@ -37,7 +37,12 @@ func run(m *testing.M) int {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s world: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 	}
-	w, err := framework.StartWorld(ctx, framework.WorldOptions{Logf: logf})
+	// STARGATE_APISERVER_BINARY runs a prebuilt server instead of building
+	// ./cmd/apiserver from the working tree.
+	w, err := framework.StartWorld(ctx, framework.WorldOptions{
+		StargateBinary: os.Getenv("STARGATE_APISERVER_BINARY"),
+		Logf:           logf,
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the integration test world: %v\n", err)
 		return 1
