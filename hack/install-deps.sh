@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that tests and `make dev` need beyond Go:
 # OpenSSH's sshd (the datacenter simulation's hosts), iproute2 (network
-# namespaces and veth pairs) and shellcheck (node bootstrap scripts).
+# namespaces and veth pairs), shellcheck (node bootstrap scripts) and protoc
+# with the google/protobuf protos (hack/update-codegen.sh).
 # Installs only what is missing; needs root (or sudo) when something is.
 set -euo pipefail
 
-packages=(openssh-server openssh-client iproute2 shellcheck)
+packages=(openssh-server openssh-client iproute2 shellcheck protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

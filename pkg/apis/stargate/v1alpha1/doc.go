@@ -3,6 +3,7 @@
 // Kubernetes nodes, and the Operations (repaves) that do it.
 //
 // +k8s:openapi-gen=true
+// +k8s:protobuf-gen=package
 // +k8s:deepcopy-gen=package
 // +k8s:conversion-gen=github.com/stargate-k8s/stargate/pkg/apis/stargate
 // +k8s:defaulter-gen=TypeMeta

@@ -15,14 +15,14 @@ import (
 type Server struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// spec is the desired state of the server: how to reach it and how to provision it.
 	// +optional
-	Spec ServerSpec `json:"spec,omitempty"`
+	Spec ServerSpec `json:"spec,omitempty" protobuf:"bytes,2,opt,name=spec"`
 	// status is what Stargate observed and did: phase, node, pod CIDR, conditions and route health.
 	// +optional
-	Status ServerStatus `json:"status,omitempty"`
+	Status ServerStatus `json:"status,omitempty" protobuf:"bytes,3,opt,name=status"`
 }
 
 // ServerSpec says how to reach a server and how to provision it.
@@ -30,37 +30,37 @@ type ServerSpec struct {
 	// hostname is the server's host name and the name of the Kubernetes Node it
 	// becomes. It must be a DNS-1123 label and cannot change once set.
 	// +required
-	Hostname string `json:"hostname"`
+	Hostname string `json:"hostname" protobuf:"bytes,1,opt,name=hostname"`
 	// ipAddress is the server's address in the datacenter's worker subnet,
 	// where it is reached over SSH.
 	// +required
-	IPAddress string `json:"ipAddress"`
+	IPAddress string `json:"ipAddress" protobuf:"bytes,2,opt,name=ipAddress"`
 	// macAddress is the MAC address of the server's primary interface, in
 	// colon-separated hexadecimal form (e.g. 52:54:00:12:34:56).
 	// +optional
-	MACAddress string `json:"macAddress,omitempty"`
+	MACAddress string `json:"macAddress,omitempty" protobuf:"bytes,3,opt,name=macAddress"`
 	// routerIP is the tailnet IP of the datacenter router, used as SSH jump
 	// host to reach the server. Empty means the server is reached directly.
 	// +optional
-	RouterIP string `json:"routerIP,omitempty"`
+	RouterIP string `json:"routerIP,omitempty" protobuf:"bytes,4,opt,name=routerIP"`
 	// sshPort is the TCP port of the server's SSH daemon. Defaults to 22.
 	// +optional
 	// +default=22
-	SSHPort int32 `json:"sshPort,omitempty"`
+	SSHPort int32 `json:"sshPort,omitempty" protobuf:"varint,5,opt,name=sshPort"`
 	// hostKey pins the server's SSH host key, in authorized_keys form
 	// ("ssh-ed25519 AAAA..."). When set, a connection presenting any other
 	// key is refused. When empty, the known_hosts entry of the profile's SSH
 	// credentials Secret is used.
 	// +optional
-	HostKey string `json:"hostKey,omitempty"`
+	HostKey string `json:"hostKey,omitempty" protobuf:"bytes,6,opt,name=hostKey"`
 	// provisioningProfileRef names the ProvisioningProfile, in the same
 	// namespace, that says how to provision this server.
 	// +required
-	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef"`
+	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef" protobuf:"bytes,7,opt,name=provisioningProfileRef"`
 	// podCIDR pins the pod CIDR of this server's node. Empty means Stargate
 	// allocates one from its pool.
 	// +optional
-	PodCIDR string `json:"podCIDR,omitempty"`
+	PodCIDR string `json:"podCIDR,omitempty" protobuf:"bytes,8,opt,name=podCIDR"`
 }
 
 // LocalObjectReference names an object in the same namespace.
@@ -68,7 +68,7 @@ type ServerSpec struct {
 type LocalObjectReference struct {
 	// name of the referent.
 	// +required
-	Name string `json:"name"`
+	Name string `json:"name" protobuf:"bytes,1,opt,name=name"`
 }
 
 // ServerPhase is a coarse summary of where a server is in its life.
@@ -90,30 +90,30 @@ const (
 type ServerStatus struct {
 	// phase is a coarse summary: Pending, Provisioning, Ready or Failed.
 	// +optional
-	Phase ServerPhase `json:"phase,omitempty"`
+	Phase ServerPhase `json:"phase,omitempty" protobuf:"bytes,1,opt,name=phase,casttype=ServerPhase"`
 	// nodeName is the name of the Node this server registered as.
 	// +optional
-	NodeName string `json:"nodeName,omitempty"`
+	NodeName string `json:"nodeName,omitempty" protobuf:"bytes,2,opt,name=nodeName"`
 	// podCIDR is the pod CIDR allocated to this server's node.
 	// +optional
-	PodCIDR string `json:"podCIDR,omitempty"`
+	PodCIDR string `json:"podCIDR,omitempty" protobuf:"bytes,3,opt,name=podCIDR"`
 	// lastOperation is the name of the most recent Operation on this server.
 	// +optional
-	LastOperation string `json:"lastOperation,omitempty"`
+	LastOperation string `json:"lastOperation,omitempty" protobuf:"bytes,4,opt,name=lastOperation"`
 	// observedGeneration is the spec generation the status was computed from.
 	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	ObservedGeneration int64 `json:"observedGeneration,omitempty" protobuf:"varint,5,opt,name=observedGeneration"`
 	// conditions: Provisioned, NodeReady, RoutesReady (with one condition per
 	// route layer) and Ready, which summarises them.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	Conditions []metav1.Condition `json:"conditions,omitempty" protobuf:"bytes,6,rep,name=conditions"`
 	// routes is the health of this server's routes on each layer.
 	// +optional
 	// +listType=map
 	// +listMapKey=layer
-	Routes []RouteLayerStatus `json:"routes,omitempty"`
+	Routes []RouteLayerStatus `json:"routes,omitempty" protobuf:"bytes,7,rep,name=routes"`
 }
 
 // RouteLayer names a layer on which routes to a server's pods are kept.
@@ -135,27 +135,27 @@ const (
 type RouteLayerStatus struct {
 	// layer is azure, tailscale, cilium or node.
 	// +required
-	Layer RouteLayer `json:"layer"`
+	Layer RouteLayer `json:"layer" protobuf:"bytes,1,opt,name=layer,casttype=RouteLayer"`
 	// desired are the routes (CIDRs, with next hop where it matters) this
 	// layer should carry for the server.
 	// +optional
 	// +listType=atomic
-	Desired []string `json:"desired,omitempty"`
+	Desired []string `json:"desired,omitempty" protobuf:"bytes,2,rep,name=desired"`
 	// observed are the routes found on this layer when last checked.
 	// +optional
 	// +listType=atomic
-	Observed []string `json:"observed,omitempty"`
+	Observed []string `json:"observed,omitempty" protobuf:"bytes,3,rep,name=observed"`
 	// healthy is true when observed matches desired.
-	Healthy bool `json:"healthy"`
+	Healthy bool `json:"healthy" protobuf:"varint,4,opt,name=healthy"`
 	// reason is a CamelCase word saying why the layer is (un)healthy.
 	// +optional
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty" protobuf:"bytes,5,opt,name=reason"`
 	// message says what is missing or wrong, for a person.
 	// +optional
-	Message string `json:"message,omitempty"`
+	Message string `json:"message,omitempty" protobuf:"bytes,6,opt,name=message"`
 	// lastChecked is when the layer was last checked.
 	// +optional
-	LastChecked *metav1.Time `json:"lastChecked,omitempty"`
+	LastChecked *metav1.Time `json:"lastChecked,omitempty" protobuf:"bytes,7,opt,name=lastChecked"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -164,9 +164,9 @@ type RouteLayerStatus struct {
 type ServerList struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ListMeta `json:"metadata,omitempty"`
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 	// items are the Servers.
-	Items []Server `json:"items"`
+	Items []Server `json:"items" protobuf:"bytes,2,rep,name=items"`
 }
 
 // +genclient
@@ -177,11 +177,11 @@ type ServerList struct {
 type ProvisioningProfile struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// spec is the profile.
 	// +optional
-	Spec ProvisioningProfileSpec `json:"spec,omitempty"`
+	Spec ProvisioningProfileSpec `json:"spec,omitempty" protobuf:"bytes,2,opt,name=spec"`
 }
 
 // ContainerRuntime names a container runtime a node can run.
@@ -198,35 +198,35 @@ type ProvisioningProfileSpec struct {
 	// kubernetesVersion is the kubelet version to install, "1.33" (latest
 	// patch) or "1.33.2" (exact), with or without a leading "v".
 	// +required
-	KubernetesVersion string `json:"kubernetesVersion"`
+	KubernetesVersion string `json:"kubernetesVersion" protobuf:"bytes,1,opt,name=kubernetesVersion"`
 	// containerRuntime is the container runtime to install. Defaults to containerd.
 	// +optional
 	// +default="containerd"
-	ContainerRuntime ContainerRuntime `json:"containerRuntime,omitempty"`
+	ContainerRuntime ContainerRuntime `json:"containerRuntime,omitempty" protobuf:"bytes,2,opt,name=containerRuntime,casttype=ContainerRuntime"`
 	// sshCredentialsSecretRef names a Secret of type kubernetes.io/ssh-auth,
 	// in the same namespace, holding the private key for adminUsername and
 	// optionally a known_hosts entry.
 	// +required
-	SSHCredentialsSecretRef *LocalObjectReference `json:"sshCredentialsSecretRef"`
+	SSHCredentialsSecretRef *LocalObjectReference `json:"sshCredentialsSecretRef" protobuf:"bytes,3,opt,name=sshCredentialsSecretRef"`
 	// tailscaleAuthKeySecretRef names a Secret, in the same namespace, with a
 	// Tailscale auth key for workers that join the tailnet themselves.
 	// +optional
-	TailscaleAuthKeySecretRef *LocalObjectReference `json:"tailscaleAuthKeySecretRef,omitempty"`
+	TailscaleAuthKeySecretRef *LocalObjectReference `json:"tailscaleAuthKeySecretRef,omitempty" protobuf:"bytes,4,opt,name=tailscaleAuthKeySecretRef"`
 	// adminUsername is the user Stargate logs in as over SSH; it must be able to sudo.
 	// +required
-	AdminUsername string `json:"adminUsername"`
+	AdminUsername string `json:"adminUsername" protobuf:"bytes,5,opt,name=adminUsername"`
 	// bootstrapScriptRef names a ConfigMap key, in the same namespace, holding
 	// a node bootstrap script to run instead of Stargate's own (e.g. for
 	// air-gapped package mirrors).
 	// +optional
-	BootstrapScriptRef *ConfigMapKeyReference `json:"bootstrapScriptRef,omitempty"`
+	BootstrapScriptRef *ConfigMapKeyReference `json:"bootstrapScriptRef,omitempty" protobuf:"bytes,6,opt,name=bootstrapScriptRef"`
 	// nodeLabels are added to the Node at registration.
 	// +optional
-	NodeLabels map[string]string `json:"nodeLabels,omitempty"`
+	NodeLabels map[string]string `json:"nodeLabels,omitempty" protobuf:"bytes,7,rep,name=nodeLabels"`
 	// nodeTaints are added to the Node at registration.
 	// +optional
 	// +listType=atomic
-	NodeTaints []Taint `json:"nodeTaints,omitempty"`
+	NodeTaints []Taint `json:"nodeTaints,omitempty" protobuf:"bytes,8,rep,name=nodeTaints"`
 }
 
 // ConfigMapKeyReference names a key of a ConfigMap in the same namespace.
@@ -234,10 +234,10 @@ type ProvisioningProfileSpec struct {
 type ConfigMapKeyReference struct {
 	// name of the ConfigMap.
 	// +required
-	Name string `json:"name"`
+	Name string `json:"name" protobuf:"bytes,1,opt,name=name"`
 	// key in the ConfigMap's data.
 	// +required
-	Key string `json:"key"`
+	Key string `json:"key" protobuf:"bytes,2,opt,name=key"`
 }
 
 // TaintEffect is the effect of a node taint.
@@ -257,13 +257,13 @@ const (
 type Taint struct {
 	// key of the taint, a qualified name.
 	// +required
-	Key string `json:"key"`
+	Key string `json:"key" protobuf:"bytes,1,opt,name=key"`
 	// value of the taint.
 	// +optional
-	Value string `json:"value,omitempty"`
+	Value string `json:"value,omitempty" protobuf:"bytes,2,opt,name=value"`
 	// effect is NoSchedule, PreferNoSchedule or NoExecute.
 	// +required
-	Effect TaintEffect `json:"effect"`
+	Effect TaintEffect `json:"effect" protobuf:"bytes,3,opt,name=effect,casttype=TaintEffect"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -272,9 +272,9 @@ type Taint struct {
 type ProvisioningProfileList struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ListMeta `json:"metadata,omitempty"`
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 	// items are the ProvisioningProfiles.
-	Items []ProvisioningProfile `json:"items"`
+	Items []ProvisioningProfile `json:"items" protobuf:"bytes,2,rep,name=items"`
 }
 
 // +genclient
@@ -285,14 +285,14 @@ type ProvisioningProfileList struct {
 type Operation struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// spec says what to do to which server. It is immutable.
 	// +optional
-	Spec OperationSpec `json:"spec,omitempty"`
+	Spec OperationSpec `json:"spec,omitempty" protobuf:"bytes,2,opt,name=spec"`
 	// status records the progress.
 	// +optional
-	Status OperationStatus `json:"status,omitempty"`
+	Status OperationStatus `json:"status,omitempty" protobuf:"bytes,3,opt,name=status"`
 }
 
 // OperationType names what an Operation does.
@@ -308,17 +308,17 @@ const (
 type OperationSpec struct {
 	// serverRef names the Server, in the same namespace.
 	// +required
-	ServerRef LocalObjectReference `json:"serverRef"`
+	ServerRef LocalObjectReference `json:"serverRef" protobuf:"bytes,1,opt,name=serverRef"`
 	// provisioningProfileRef names the ProvisioningProfile to use.
 	// +required
-	ProvisioningProfileRef LocalObjectReference `json:"provisioningProfileRef"`
+	ProvisioningProfileRef LocalObjectReference `json:"provisioningProfileRef" protobuf:"bytes,2,opt,name=provisioningProfileRef"`
 	// operation is what to do. Defaults to Repave.
 	// +optional
 	// +default="Repave"
-	Operation OperationType `json:"operation,omitempty"`
+	Operation OperationType `json:"operation,omitempty" protobuf:"bytes,3,opt,name=operation,casttype=OperationType"`
 	// reason is why the operation was asked for, for the record.
 	// +optional
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty" protobuf:"bytes,4,opt,name=reason"`
 }
 
 // OperationPhase is where an Operation is.
@@ -355,48 +355,48 @@ const (
 type OperationStep struct {
 	// name of the step, unique within the Operation.
 	// +required
-	Name string `json:"name"`
+	Name string `json:"name" protobuf:"bytes,1,opt,name=name"`
 	// state is Pending, Running, Succeeded or Failed.
 	// +required
-	State StepState `json:"state"`
+	State StepState `json:"state" protobuf:"bytes,2,opt,name=state,casttype=StepState"`
 	// message says what the step did or why it failed.
 	// +optional
-	Message string `json:"message,omitempty"`
+	Message string `json:"message,omitempty" protobuf:"bytes,3,opt,name=message"`
 	// startTime is when the step started.
 	// +optional
-	StartTime *metav1.Time `json:"startTime,omitempty"`
+	StartTime *metav1.Time `json:"startTime,omitempty" protobuf:"bytes,4,opt,name=startTime"`
 	// completionTime is when the step finished.
 	// +optional
-	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	CompletionTime *metav1.Time `json:"completionTime,omitempty" protobuf:"bytes,5,opt,name=completionTime"`
 }
 
 // OperationStatus records the progress of an Operation.
 type OperationStatus struct {
 	// phase is Pending, Running, Succeeded or Failed.
 	// +optional
-	Phase OperationPhase `json:"phase,omitempty"`
+	Phase OperationPhase `json:"phase,omitempty" protobuf:"bytes,1,opt,name=phase,casttype=OperationPhase"`
 	// startTime is when the first step started.
 	// +optional
-	StartTime *metav1.Time `json:"startTime,omitempty"`
+	StartTime *metav1.Time `json:"startTime,omitempty" protobuf:"bytes,2,opt,name=startTime"`
 	// completionTime is when the operation succeeded or failed.
 	// +optional
-	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	CompletionTime *metav1.Time `json:"completionTime,omitempty" protobuf:"bytes,3,opt,name=completionTime"`
 	// steps are the steps in the order they run.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Steps []OperationStep `json:"steps,omitempty"`
+	Steps []OperationStep `json:"steps,omitempty" protobuf:"bytes,4,rep,name=steps"`
 	// message summarises the outcome for a person.
 	// +optional
-	Message string `json:"message,omitempty"`
+	Message string `json:"message,omitempty" protobuf:"bytes,5,opt,name=message"`
 	// outputTail is the last part of the bootstrap script's output, with secrets redacted.
 	// +optional
-	OutputTail string `json:"outputTail,omitempty"`
+	OutputTail string `json:"outputTail,omitempty" protobuf:"bytes,6,opt,name=outputTail"`
 	// conditions of the operation.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	Conditions []metav1.Condition `json:"conditions,omitempty" protobuf:"bytes,7,rep,name=conditions"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -405,9 +405,9 @@ type OperationStatus struct {
 type OperationList struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ListMeta `json:"metadata,omitempty"`
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 	// items are the Operations.
-	Items []Operation `json:"items"`
+	Items []Operation `json:"items" protobuf:"bytes,2,rep,name=items"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -417,14 +417,14 @@ type OperationList struct {
 type RepaveRequest struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// provisioningProfileRef overrides the server's own profile for this repave.
 	// +optional
-	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef,omitempty"`
+	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef,omitempty" protobuf:"bytes,2,opt,name=provisioningProfileRef"`
 	// reason is why the repave is asked for; it is kept on the Operation.
 	// +optional
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty" protobuf:"bytes,3,opt,name=reason"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -434,16 +434,16 @@ type RepaveRequest struct {
 type ServerRoutes struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
 
 	// podCIDR is the server's pod CIDR.
 	// +optional
-	PodCIDR string `json:"podCIDR,omitempty"`
+	PodCIDR string `json:"podCIDR,omitempty" protobuf:"bytes,2,opt,name=podCIDR"`
 	// healthy is true when every layer is healthy.
-	Healthy bool `json:"healthy"`
+	Healthy bool `json:"healthy" protobuf:"varint,3,opt,name=healthy"`
 	// layers lists azure, tailscale, cilium and node, in that order; a layer
 	// not yet checked is reported with reason NotChecked.
 	// +listType=map
 	// +listMapKey=layer
-	Layers []RouteLayerStatus `json:"layers"`
+	Layers []RouteLayerStatus `json:"layers" protobuf:"bytes,4,rep,name=layers"`
 }
