@@ -1,0 +1,54 @@
+# Stargate. `make help` lists the targets.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO ?= go
+BIN := bin
+# The integration tests start real control planes; the whole suite takes a
+# few minutes, the timeout only catches hangs.
+TEST_TIMEOUT ?= 30m
+TEST_FLAGS ?=
+# Flags for hack/dev, e.g. `make dev DEV_FLAGS=-fresh`.
+DEV_FLAGS ?=
+
+.PHONY: all help build test-bins dev test verify codegen
+
+all: build
+
+help:
+	@echo "make build      compile everything; binaries of cmd/* into $(BIN)/stargate-*"
+	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/"
+	@echo "make dev        run etcd, kube-apiserver and stargate-apiserver locally (state in .dev/)"
+	@echo "make test       go test ./... against the real binaries, then verify generated code"
+	@echo "make verify     gofmt, go vet and the generated-code check"
+	@echo "make codegen    regenerate deepcopy, conversion, OpenAPI and the clientset"
+
+build:
+	$(GO) build ./...
+	for dir in cmd/*/; do \
+	  name=$$(basename "$$dir"); \
+	  $(GO) build -o $(BIN)/stargate-$$name ./cmd/$$name; \
+	done
+
+test-bins:
+	hack/install-test-bins.sh
+
+dev: test-bins
+	$(GO) build -o $(BIN)/stargate-dev ./hack/dev
+	$(BIN)/stargate-dev $(DEV_FLAGS)
+
+test: test-bins
+	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	hack/verify-codegen.sh
+
+verify:
+	@unformatted=$$(gofmt -l .); \
+	if [[ -n "$$unformatted" ]]; then \
+	  echo "gofmt -w these files:" >&2; echo "$$unformatted" >&2; exit 1; \
+	fi
+	$(GO) vet ./...
+	hack/verify-codegen.sh
+
+codegen:
+	hack/update-codegen.sh
