@@ -229,8 +229,11 @@ func (c *Controller) taken(ctx context.Context, s *v1alpha1.Server) (ipam.Taken,
 		seen[k] = true
 		nodeOwner[nodeName(&o)] = k.String()
 		add(o.Status.PodCIDR, k.String(), o.Namespace)
-		if o.Status.PodCIDR == "" && o.Spec.PodCIDR != "" && k != (types.NamespacedName{Namespace: s.Namespace, Name: s.Name}) {
-			// A pin is claimed even before its Server is reconciled.
+		if o.Status.PodCIDR == "" && o.Spec.PodCIDR != "" && k != (types.NamespacedName{Namespace: s.Namespace, Name: s.Name}) &&
+			(s.Spec.PodCIDR == "" || olderThan(&o, s)) {
+			// A pin is claimed before its Server is reconciled: no
+			// allocation takes it, and of two clashing pins the older
+			// Server's wins (rather than each refusing the other).
 			add(o.Spec.PodCIDR, k.String(), o.Namespace)
 		}
 	}
@@ -300,4 +303,12 @@ func conditionEqual(a, b []metav1.Condition, t string) bool {
 		return ca == cb
 	}
 	return ca.Status == cb.Status && ca.Reason == cb.Reason && ca.Message == cb.Message && ca.ObservedGeneration == cb.ObservedGeneration
+}
+
+// olderThan orders Servers by creation, then namespace/name.
+func olderThan(a, b *v1alpha1.Server) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 }

@@ -82,6 +82,14 @@ func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config) plan {
 			perRouter[m.routerIP][m.subnet.String()] = true
 		}
 	}
+	// A router whose last Server is going away is still synced, with
+	// nothing wanted, so its Stargate routes are disabled.
+	for i := range servers {
+		s := &servers[i]
+		if !s.DeletionTimestamp.IsZero() && s.Spec.RouterIP != "" && perRouter[s.Spec.RouterIP] == nil {
+			perRouter[s.Spec.RouterIP] = map[string]bool{}
+		}
+	}
 	for _, r := range az {
 		pl.azure = append(pl.azure, r)
 	}

@@ -181,13 +181,15 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	for _, m := range pl.members {
 		reports[m.key] = serverReport{}
 	}
-	layersOK := map[v1alpha1.RouteLayer]bool{layerAzure: true, layerTailscale: true, layerCilium: true}
-
+	azureOK := true
 	if r.EnableAzure && r.AzureTable != nil {
-		layersOK[layerAzure] = r.azurePass(ctx, pl, reports, &st)
+		azureOK = r.azurePass(ctx, pl, reports, &st)
 	}
+	// routerOK says whether a router's routes are known right; a Server
+	// without a router has nothing on the tailnet.
+	routerOK := func(ip string) bool { return true }
 	if r.EnableTailscale && r.Tailscale != nil {
-		layersOK[layerTailscale] = r.tailscalePass(ctx, pl, reports, &st)
+		routerOK = r.tailscalePass(ctx, pl, reports, &st)
 	}
 	var ciliumNodes map[string]*unstructured.Unstructured
 	ciliumErr := error(nil)
@@ -202,7 +204,7 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 		if s.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(s, ipam.RoutesFinalizer) {
 			continue
 		}
-		if !layersOK[layerAzure] || !layersOK[layerTailscale] {
+		if !azureOK || !routerOK(s.Spec.RouterIP) {
 			continue
 		}
 		if r.EnableCilium && ciliumErr == nil {
@@ -298,7 +300,7 @@ func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]
 	return err == nil
 }
 
-func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) bool {
+func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) func(string) bool {
 	wantKey := fmt.Sprint(pl.routers)
 	results, err := r.Tailscale.Sync(ctx, pl.routers)
 	byIP := map[string]tailscale.RouterResult{}
@@ -368,7 +370,13 @@ func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[str
 			lr.healthy, lr.reason, lr.message = true, "Approved", fmt.Sprintf("router %s (%s) advertises and has enabled the routes", m.routerIP, res.DeviceName)
 		}
 	}
-	return ok
+	return func(ip string) bool {
+		if ip == "" {
+			return true
+		}
+		res, found := byIP[ip]
+		return err == nil && (!found || res.Err == nil)
+	}
 }
 
 func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*unstructured.Unstructured, listErr error, reports map[string]serverReport, st *PassStats) {
