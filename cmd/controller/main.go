@@ -12,6 +12,7 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
 	"github.com/stargate-k8s/stargate/pkg/controller/operations"
+	"github.com/stargate-k8s/stargate/pkg/controller/routes"
 )
 
 func main() {
@@ -24,6 +25,7 @@ func main() {
 	// One line per reconciler group.
 	controllers := []manager.Controller{
 		operations.New(),
+		routes.New(),
 	}
 	for _, c := range controllers {
 		c.AddFlags(fs)
