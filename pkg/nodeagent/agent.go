@@ -23,6 +23,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -391,11 +392,25 @@ func (a *Agent) pass(ctx context.Context, trigger string) {
 	if why == "" {
 		return
 	}
+	patch, err := statusPatch(srv, st, now)
+	if err != nil {
+		klog.ErrorS(err, "Cannot encode the status patch", "server", klog.KObj(srv))
+		return
+	}
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	_, err := a.client.StargateV1alpha1().Servers(srv.Namespace).ApplyStatus(wctx, applyConfiguration(srv, st, now),
-		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	_, err = a.client.StargateV1alpha1().Servers(srv.Namespace).Patch(wctx, srv.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: FieldManager}, "status")
 	a.writesTotal.Add(1)
+	if apierrors.IsConflict(err) {
+		// The Server changed since the informer saw it; the newer one
+		// triggers a pass when it arrives, and this retry covers the case
+		// where it already has.
+		a.metrics.writes.WithLabelValues(why, "conflict").Inc()
+		klog.V(1).InfoS("Server changed under the status write; checking again", "server", klog.KObj(srv))
+		time.AfterFunc(time.Second, func() { a.trigger(TriggerAPI) })
+		return
+	}
 	if err != nil {
 		a.metrics.writes.WithLabelValues(why, "error").Inc()
 		klog.ErrorS(err, "Cannot write the Server status; retrying at the next pass", "server", klog.KObj(srv))

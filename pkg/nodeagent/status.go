@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,14 +9,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
-	sgac "github.com/stargate-k8s/stargate/pkg/generated/applyconfiguration/stargate/v1alpha1"
 )
 
-// FieldManager is the agent's server-side apply field manager.
+// FieldManager is the agent's field manager.
 const FieldManager = "stargate-nodeagent"
 
 // condition is a condition without its times.
@@ -93,31 +92,57 @@ func observedNodeStatus(srv *v1alpha1.Server) (NodeStatus, time.Time, bool) {
 	return st, layer.LastChecked.Time, true
 }
 
-// applyConfiguration is the server-side apply of st on srv's status: the
-// two conditions and the node route layer, nothing else. A condition
-// whose status did not change keeps its lastTransitionTime.
-func applyConfiguration(srv *v1alpha1.Server, st *NodeStatus, now time.Time) *sgac.ServerApplyConfiguration {
-	cond := func(typ string, c condition) *metav1ac.ConditionApplyConfiguration {
+// statusPatch is a JSON merge patch of srv's status that sets the agent's
+// two conditions and the node route layer, and keeps every other condition
+// and layer as srv has them. It carries srv's resourceVersion, so it fails
+// with a Conflict instead of overwriting a newer status. A condition whose
+// status did not change keeps its lastTransitionTime.
+//
+// Server-side apply of just these entries would need no resourceVersion;
+// stargate-apiserver does not serve it for Servers yet (its OpenAPI models
+// lack the group-version-kind), so the agent patches.
+func statusPatch(srv *v1alpha1.Server, st *NodeStatus, now time.Time) ([]byte, error) {
+	conds := slices.Clone(srv.Status.Conditions)
+	set := func(typ string, c condition) {
 		since := metav1.NewTime(now)
-		if old := meta.FindStatusCondition(srv.Status.Conditions, typ); old != nil && old.Status == c.Status {
+		if old := meta.FindStatusCondition(conds, typ); old != nil && old.Status == c.Status {
 			since = old.LastTransitionTime
 		}
-		return metav1ac.Condition().WithType(typ).WithStatus(c.Status).WithReason(c.Reason).
-			WithMessage(c.Message).WithLastTransitionTime(since)
+		nc := metav1.Condition{Type: typ, Status: c.Status, Reason: c.Reason, Message: c.Message,
+			LastTransitionTime: since, ObservedGeneration: srv.Generation}
+		if i := slices.IndexFunc(conds, func(x metav1.Condition) bool { return x.Type == typ }); i >= 0 {
+			conds[i] = nc
+		} else {
+			conds = append(conds, nc)
+		}
 	}
-	layer := sgac.RouteLayerStatus().
-		WithLayer(v1alpha1.RouteLayerNode).
-		WithDesired(st.Desired...).
-		WithObserved(st.Observed...).
-		WithHealthy(st.Routes.Status == metav1.ConditionTrue).
-		WithReason(st.Routes.Reason).
-		WithMessage(st.Routes.Message).
-		WithLastChecked(metav1.NewTime(now))
-	return sgac.Server(srv.Name, srv.Namespace).WithStatus(sgac.ServerStatus().
-		WithConditions(
-			cond(stargate.ConditionNodeRoutesHealthy, st.Routes),
-			cond(stargate.ConditionCiliumPodCIDRMatches, st.Cilium)).
-		WithRoutes(layer))
+	set(stargate.ConditionNodeRoutesHealthy, st.Routes)
+	set(stargate.ConditionCiliumPodCIDRMatches, st.Cilium)
+
+	checked := metav1.NewTime(now)
+	layer := v1alpha1.RouteLayerStatus{
+		Layer: v1alpha1.RouteLayerNode, Desired: st.Desired, Observed: st.Observed,
+		Healthy: st.Routes.Status == metav1.ConditionTrue, Reason: st.Routes.Reason, Message: st.Routes.Message,
+		LastChecked: &checked,
+	}
+	routes := slices.Clone(srv.Status.Routes)
+	if i := slices.IndexFunc(routes, func(x v1alpha1.RouteLayerStatus) bool { return x.Layer == v1alpha1.RouteLayerNode }); i >= 0 {
+		routes[i] = layer
+	} else {
+		routes = append(routes, layer)
+	}
+
+	type patchMeta struct {
+		ResourceVersion string `json:"resourceVersion"`
+	}
+	type patchStatus struct {
+		Conditions []metav1.Condition          `json:"conditions"`
+		Routes     []v1alpha1.RouteLayerStatus `json:"routes"`
+	}
+	return json.Marshal(struct {
+		Metadata patchMeta   `json:"metadata"`
+		Status   patchStatus `json:"status"`
+	}{patchMeta{srv.ResourceVersion}, patchStatus{conds, routes}})
 }
 
 // maxMessage keeps messages within metav1.Condition's limit.

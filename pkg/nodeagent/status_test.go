@@ -1,11 +1,14 @@
 package nodeagent
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
@@ -95,8 +98,8 @@ func serverWith(st *NodeStatus, checked time.Time) *v1alpha1.Server {
 func TestWriteNeeded(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	ok := &NodeStatus{
-		Routes: condition{metav1.ConditionTrue, ReasonRoutesHealthy, "routes are right"},
-		Cilium: condition{metav1.ConditionTrue, ReasonPodCIDRMatches, "match"},
+		Routes:  condition{metav1.ConditionTrue, ReasonRoutesHealthy, "routes are right"},
+		Cilium:  condition{metav1.ConditionTrue, ReasonPodCIDRMatches, "match"},
 		Desired: []string{"10.244.0.0/16 via 192.0.2.1"}, Observed: []string{"10.244.0.0/16 via 192.0.2.1 dev eth0"},
 	}
 	bad := &NodeStatus{
@@ -129,27 +132,46 @@ func TestWriteNeeded(t *testing.T) {
 	}
 }
 
-func TestApplyConfigurationKeepsTransitionTime(t *testing.T) {
+func TestStatusPatch(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	ok := &NodeStatus{Routes: condition{metav1.ConditionTrue, ReasonRoutesHealthy, "x"}, Cilium: condition{metav1.ConditionTrue, ReasonPodCIDRMatches, "y"}}
 	srv := serverWith(ok, now.Add(-time.Minute))
+	srv.ResourceVersion = "42"
+	ready := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))}
+	srv.Status.Conditions = append([]metav1.Condition{ready}, srv.Status.Conditions...)
+	azure := v1alpha1.RouteLayerStatus{Layer: v1alpha1.RouteLayerAzure, Healthy: true, Reason: "Synced"}
+	srv.Status.Routes = append([]v1alpha1.RouteLayerStatus{azure}, srv.Status.Routes...)
 	flipped := *ok
 	flipped.Cilium = condition{metav1.ConditionFalse, ReasonPodCIDRMismatch, "z"}
-	ac := applyConfiguration(srv, &flipped, now)
-	if got := len(ac.Status.Conditions); got != 2 {
-		t.Fatalf("%d conditions applied, want 2", got)
+	flipped.Observed = []string{"10.244.0.0/16 via 192.0.2.1 dev eth0"}
+
+	data, err := statusPatch(srv, &flipped, now)
+	if err != nil {
+		t.Fatal(err)
 	}
-	routes, cilium := ac.Status.Conditions[0], ac.Status.Conditions[1]
-	if !routes.LastTransitionTime.Equal(&srv.Status.Conditions[0].LastTransitionTime) {
-		t.Errorf("unchanged NodeRoutesHealthy moved its lastTransitionTime to %v", routes.LastTransitionTime)
+	var got v1alpha1.Server
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatalf("patch %s: %v", data, err)
 	}
-	if !cilium.LastTransitionTime.Time.Equal(now) {
-		t.Errorf("CiliumPodCIDRMatches flipped but lastTransitionTime is %v, want %v", cilium.LastTransitionTime, now)
+	if got.ResourceVersion != "42" {
+		t.Errorf("patch carries resourceVersion %q, want 42 (the Server it was computed from)", got.ResourceVersion)
 	}
-	if len(ac.Status.Routes) != 1 || *ac.Status.Routes[0].Layer != v1alpha1.RouteLayerNode {
-		t.Errorf("routes applied: %+v, want the node layer alone", ac.Status.Routes)
+	if got.Spec != (v1alpha1.ServerSpec{}) || got.Status.Phase != "" || got.Labels != nil {
+		t.Errorf("patch sets more than conditions and routes: %s", data)
 	}
-	if ac.Status.Phase != nil || ac.Spec != nil || ac.Labels != nil {
-		t.Errorf("apply configuration sets more than the agent owns: %+v", ac)
+	cs := got.Status.Conditions
+	if len(cs) != 3 || !equality.Semantic.DeepEqual(cs[0], ready) {
+		t.Fatalf("conditions %+v: want Ready kept as it was, then the agent's two", cs)
+	}
+	if !cs[1].LastTransitionTime.Equal(&srv.Status.Conditions[1].LastTransitionTime) {
+		t.Errorf("unchanged NodeRoutesHealthy moved its lastTransitionTime to %v", cs[1].LastTransitionTime)
+	}
+	if cs[2].Status != metav1.ConditionFalse || !cs[2].LastTransitionTime.Time.Equal(now) {
+		t.Errorf("CiliumPodCIDRMatches %+v: want False since %v", cs[2], now)
+	}
+	rs := got.Status.Routes
+	if len(rs) != 2 || !reflect.DeepEqual(rs[0], azure) || rs[1].Layer != v1alpha1.RouteLayerNode ||
+		!reflect.DeepEqual(rs[1].Observed, flipped.Observed) || !rs[1].LastChecked.Time.Equal(now) {
+		t.Errorf("routes %+v: want the azure layer kept and the node layer replaced", rs)
 	}
 }
