@@ -35,8 +35,8 @@ import (
 const (
 	dc = "dc-sim"
 	// workers in the simulation: worker-1..3 for single tests, 4..23 for
-	// the concurrency test.
-	simWorkers = 24
+	// the concurrency test, all 50 for the benchmark.
+	simWorkers = 50
 	apiPort    = 6443
 )
 
@@ -239,7 +239,7 @@ func (e *testEnv) fixtures(ctx context.Context) error {
 }
 
 // server creates Server name for worker host h (nil: an address no host has).
-func (e *testEnv) server(t *testing.T, name string, h *dcsim.Host, mutate func(*v1.Server)) *v1.Server {
+func (e *testEnv) server(t testing.TB, name string, h *dcsim.Host, mutate func(*v1.Server)) *v1.Server {
 	t.Helper()
 	ip := dcsim.UnusedWorkerIP
 	if h != nil {
@@ -274,7 +274,7 @@ type controllerProc struct {
 	done chan struct{}
 }
 
-func (e *testEnv) startController(t *testing.T, name string, extra ...string) *controllerProc {
+func (e *testEnv) startController(t testing.TB, name string, extra ...string) *controllerProc {
 	t.Helper()
 	logPath := filepath.Join(e.dir, "controller-"+name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -329,7 +329,7 @@ func (p *controllerProc) stop() {
 }
 
 // repave asks for a repave the way users do and returns the Operation name.
-func (e *testEnv) repave(t *testing.T, server, profile string) string {
+func (e *testEnv) repave(t testing.TB, server, profile string) string {
 	t.Helper()
 	body := `{"apiVersion":"stargate.io/v1alpha1","kind":"RepaveRequest","reason":"test"`
 	if profile != "" {
@@ -361,7 +361,7 @@ func between(s, start, end string) string {
 	return s[:j]
 }
 
-func (e *testEnv) op(t *testing.T, name string) *v1.Operation {
+func (e *testEnv) op(t testing.TB, name string) *v1.Operation {
 	t.Helper()
 	var op v1.Operation
 	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: dc, Name: name}, &op); err != nil {
@@ -371,7 +371,7 @@ func (e *testEnv) op(t *testing.T, name string) *v1.Operation {
 }
 
 // waitOp waits until the Operation satisfies done, or fails the test.
-func (e *testEnv) waitOp(t *testing.T, name string, timeout time.Duration, done func(*v1.Operation) bool) *v1.Operation {
+func (e *testEnv) waitOp(t testing.TB, name string, timeout time.Duration, done func(*v1.Operation) bool) *v1.Operation {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -52,6 +53,8 @@ type Options struct {
 	TokenTTL               time.Duration
 	RemoteWorkDir          string
 	OutputTailBytes        int
+	KubeAPIQPS             float32
+	KubeAPIBurst           int
 }
 
 // NewOptions returns the defaults.
@@ -68,6 +71,8 @@ func NewOptions() *Options {
 		NodeReadyTimeout:     10 * time.Minute,
 		TokenTTL:             time.Hour,
 		OutputTailBytes:      4096,
+		KubeAPIQPS:           50,
+		KubeAPIBurst:         100,
 	}
 }
 
@@ -99,6 +104,8 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.NodeReadyTimeout, "node-ready-timeout", o.NodeReadyTimeout, "How long to wait, after the script, for the Node to register and become Ready.")
 	fs.DurationVar(&o.TokenTTL, "bootstrap-token-ttl", o.TokenTTL, "Lifetime of a bootstrap token; it is deleted as soon as its Operation ends.")
 	fs.StringVar(&o.RemoteWorkDir, "remote-work-dir", o.RemoteWorkDir, "Directory on servers for each Operation's payload and output; $HOME/.stargate/operations of the admin user when empty.")
+	fs.Float32Var(&o.KubeAPIQPS, "repave-kube-api-qps", o.KubeAPIQPS, "Queries per second the repave reconciler may send to the API server (client-go's default of 5 throttles parallel repaves).")
+	fs.IntVar(&o.KubeAPIBurst, "repave-kube-api-burst", o.KubeAPIBurst, "Burst of the repave reconciler's API client.")
 	fs.IntVar(&o.OutputTailBytes, "output-tail-bytes", o.OutputTailBytes, "How much of the script's output, redacted, is kept in Operation status.outputTail.")
 }
 
@@ -122,9 +129,27 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	if err := c.Opts.Validate(); err != nil {
 		return err
 	}
+	// An own client, so the QPS limit fits parallel repaves; reads of
+	// Nodes still come from the manager's cache.
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.QPS, cfg.Burst = c.Opts.KubeAPIQPS, c.Opts.KubeAPIBurst
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	copts := client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: httpClient}
+	reader, err := client.New(cfg, copts)
+	if err != nil {
+		return err
+	}
+	copts.Cache = &client.CacheOptions{Reader: mgr.GetCache()}
+	cl, err := client.New(cfg, copts)
+	if err != nil {
+		return err
+	}
 	r := &Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
+		Client:    cl,
+		APIReader: reader,
 		Recorder:  mgr.GetEventRecorder("stargate-controller"),
 		Opts:      c.Opts,
 		nodes:     newNodeWaiter(),

@@ -99,6 +99,7 @@ type repave struct {
 	ssh     *sshexec.Client
 
 	resumedSteps map[string]bool
+	stepTimes    []any
 	scriptTime   time.Duration
 	nodeWait     time.Duration
 }
@@ -189,7 +190,7 @@ func (p *repave) run(ctx context.Context) error {
 	err := p.finish(ctx, "", nil)
 	wall := time.Since(start)
 	p.log.Info("repave finished", "wall", wall, "script", p.scriptTime, "nodeWait", p.nodeWait,
-		"overhead", wall-p.scriptTime-p.nodeWait)
+		"overhead", wall-p.scriptTime-p.nodeWait, "steps", p.stepTimes)
 	return err
 }
 
@@ -235,7 +236,9 @@ func (p *repave) step(ctx context.Context, name string, fn func(context.Context)
 			return err
 		}
 	}
+	began := time.Now()
 	msg, err := fn(ctx)
+	p.stepTimes = append(p.stepTimes, name, time.Since(began).Round(time.Millisecond).String())
 	if err != nil {
 		return err
 	}
@@ -243,7 +246,10 @@ func (p *repave) step(ctx context.Context, name string, fn func(context.Context)
 	now := metav1.Now()
 	s.State, s.CompletionTime, s.Message = v1.StepSucceeded, &now, p.redact.String(msg)
 	p.log.V(1).Info("step succeeded", "step", name)
-	return p.updateStatus(ctx)
+	// Written together with the next step's start (or the end): one write
+	// per step. A crash in between repeats at most the check of this step,
+	// and every step is written so that repeating it does nothing twice.
+	return nil
 }
 
 func (p *repave) updateStatus(ctx context.Context) error {
