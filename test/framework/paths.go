@@ -89,3 +89,12 @@ func isExecutable(path string) error {
 	}
 	return nil
 }
+
+// RequireRoot returns an error saying how to run, when the process is not
+// root; purpose says what needs it (e.g. "network namespaces").
+func RequireRoot(purpose string) error {
+	if uid := os.Geteuid(); uid != 0 {
+		return fmt.Errorf("%s need root (uid 0), this runs as uid %d: run the tests as root, as .ci/run does (e.g. sudo -E make test)", purpose, uid)
+	}
+	return nil
+}
