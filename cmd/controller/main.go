@@ -10,7 +10,9 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/stargate-k8s/stargate/pkg/controller/csrapproval"
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
+	"github.com/stargate-k8s/stargate/pkg/controller/nodehealth"
 	"github.com/stargate-k8s/stargate/pkg/controller/operations"
 	"github.com/stargate-k8s/stargate/pkg/controller/routes"
 )
@@ -25,6 +27,8 @@ func main() {
 	// One line per reconciler group.
 	controllers := []manager.Controller{
 		operations.New(),
+		nodehealth.New(),
+		csrapproval.New(),
 		routes.New(),
 	}
 	for _, c := range controllers {

@@ -25,7 +25,7 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
-var finishedLine = regexp.MustCompile(`"repave finished".*wall="([^"]+)" script="([^"]+)" nodeWait="([^"]+)" overhead="([^"]+)"`)
+var finishedLine = regexp.MustCompile(`"repave finished".*wall="([^"]+)" script="([^"]+)" nodeWait="([^"]+)" overhead="([^"]+)".*`)
 
 // BenchmarkRepave repaves N servers at once (concurrency 10) through the
 // jump host and reports stargate-controller's own overhead per repave
@@ -73,7 +73,10 @@ func benchRepave(b *testing.B, n, round int) {
 	log, _ := os.ReadFile(ctl.log)
 	var wall, script, nodeWait, overhead time.Duration
 	count := 0
-	for _, m := range finishedLine.FindAllStringSubmatch(string(log), -1) {
+	for i, m := range finishedLine.FindAllStringSubmatch(string(log), -1) {
+		if i < 2 {
+			b.Log(m[0])
+		}
 		d := func(s string) time.Duration { v, _ := time.ParseDuration(s); return v }
 		wall += d(m[1])
 		script += d(m[2])

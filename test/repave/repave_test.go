@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -65,9 +66,14 @@ func TestRepaveThroughJumpHostMakesReadyNode(t *testing.T) {
 	w := env.sim.Workers[0]
 	env.server(t, "worker-1", w, nil)
 	ctl := env.startController(t, "jump")
-	_ = ctl
 	name := env.repave(t, "worker-1", "")
 	op := env.waitOp(t, name, 2*time.Minute, finished)
+	defer func() {
+		log, _ := os.ReadFile(ctl.log)
+		if m := finishedLine.FindString(string(log)); m != "" {
+			t.Log(m)
+		}
+	}()
 	if op.Status.Phase != v1.OperationSucceeded {
 		t.Fatalf("Operation %s: %s: %s\noutput:\n%s", name, op.Status.Phase, op.Status.Message, op.Status.OutputTail)
 	}
@@ -103,12 +109,36 @@ func TestRepaveThroughJumpHostMakesReadyNode(t *testing.T) {
 	if srv.Status.Phase != v1.ServerReady || srv.Status.NodeName != "worker-1" || srv.Status.LastOperation != name {
 		t.Errorf("Server status: phase %s node %s lastOperation %s", srv.Status.Phase, srv.Status.NodeName, srv.Status.LastOperation)
 	}
-	for _, ct := range []string{stargate.ConditionProvisioned, stargate.ConditionNodeReady, stargate.ConditionReady} {
+	// Ready also summarises RoutesReady, which the routes controller owns.
+	for _, ct := range []string{stargate.ConditionProvisioned, stargate.ConditionNodeReady} {
 		if c := meta.FindStatusCondition(srv.Status.Conditions, ct); c == nil || c.Status != "True" {
 			t.Errorf("Server condition %s: %+v", ct, c)
 		}
 	}
 	env.noTokenLeft(t, op)
+
+	// The kubelet's serving CSR was approved by stargate-controller (its
+	// names match the Server) and signed by kube-controller-manager.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var csrs certificatesv1.CertificateSigningRequestList
+		if err := env.c.List(context.Background(), &csrs); err != nil {
+			t.Fatal(err)
+		}
+		signed := false
+		for _, c := range csrs.Items {
+			if c.Spec.SignerName == certificatesv1.KubeletServingSignerName && c.Spec.Username == "system:node:worker-1" && len(c.Status.Certificate) > 0 {
+				signed = true
+			}
+		}
+		if signed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the serving CSR of worker-1 was not approved and signed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	// The path really went through the router: the router's sshd logged
 	// our login, and the worker saw it come from the router's address.
