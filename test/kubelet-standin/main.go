@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/certificate/csr"
+	"k8s.io/client-go/util/retry"
 )
 
 func main() {
@@ -121,7 +122,8 @@ func run(ctx context.Context, bootstrapKC, kubeconfig, nodeName, nodeIP, labels 
 		return fmt.Errorf("register Node: %w", err)
 	}
 	log("registered Node " + nodeName)
-	if err := setReady(ctx, nclient, nodeName, nodeIP); err != nil {
+	// Others (route controllers) update the Node too: retry like kubelet.
+	if err := retry.RetryOnConflict(retry.DefaultBackoff, func() error { return setReady(ctx, nclient, nodeName, nodeIP) }); err != nil {
 		return err
 	}
 	log("Node " + nodeName + " is Ready")
