@@ -85,6 +85,14 @@ func TestRepave(t *testing.T) {
 	const req = `{"apiVersion":"stargate.io/v1alpha1","kind":"RepaveRequest","reason":"disk replaced"}`
 	var first *v1alpha1.Operation
 
+	// Operations of earlier runs (-count) would hold worker-1; without a
+	// controller nothing finishes them.
+	err := client.StargateV1alpha1().Operations(dc).DeleteCollection(testContext(t), metav1.DeleteOptions{},
+		metav1.ListOptions{LabelSelector: "stargate.io/server=worker-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	t.Run("returns an Operation owned by the Server", func(t *testing.T) {
 		srv := getServer(t, "worker-1")
 		first = repave(t, "worker-1", req)
