@@ -36,11 +36,11 @@ func TestKnownHosts(t *testing.T) {
 	line := func(host string, k ssh.PublicKey) string { return knownhosts.Line([]string{host}, k) + "\n" }
 	addr := &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 22}
 	tests := []struct {
-		name  string
-		data  string
-		host  string
-		key   ssh.PublicKey
-		want  string // "", "mismatch", "unknown"
+		name string
+		data string
+		host string
+		key  ssh.PublicKey
+		want string // "", "mismatch", "unknown"
 	}{
 		{"plain match", line("192.0.2.10", good), "192.0.2.10:22", good, ""},
 		{"hashed match", knownhosts.HashHostname("192.0.2.10") + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(good))) + "\n", "192.0.2.10:22", good, ""},
