@@ -277,6 +277,7 @@ func (t *Table) put(ctx context.Context, rt armnetwork.RouteTable, want []Route,
 	if freq <= 0 {
 		freq = 5 * time.Second
 	}
+	freq = max(freq, time.Second) // the SDK's minimum
 	resp, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: freq})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("put route table %s/%s: %w", t.ResourceGroup, t.Name, err)

@@ -131,8 +131,13 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !s.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, c.release(ctx, &s)
 	}
-	if !controllerutil.ContainsFinalizer(&s, ipam.Finalizer) {
+	if !controllerutil.ContainsFinalizer(&s, ipam.Finalizer) || (c.WaitForRoutes && !controllerutil.ContainsFinalizer(&s, ipam.RoutesFinalizer)) {
 		controllerutil.AddFinalizer(&s, ipam.Finalizer)
+		if c.WaitForRoutes {
+			// Added here for the routes reconciler too: one write instead
+			// of two per Server.
+			controllerutil.AddFinalizer(&s, ipam.RoutesFinalizer)
+		}
 		if err := c.client.Update(ctx, &s); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to Server %s: %w", req, err)
 		}

@@ -112,7 +112,7 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		}
 	}
 	r := &Reconciler{
-		Options: c.Options, Pool: pool, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+		Options: c.Options, Pool: pool, Client: mgr.GetClient(), CiliumReader: mgr.GetAPIReader(),
 		Recorder:   mgr.GetEventRecorderFor("stargate-routes"), //nolint:staticcheck // the events/v1 recorder is not wired in the manager yet
 		AzureTable: c.AzureTable, Tailscale: c.Tailscale,
 	}
@@ -129,6 +129,9 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	if c.EnableCilium {
 		if _, err := mgr.GetRESTMapper().RESTMapping(cilium.CiliumNodeGVK.GroupKind(), cilium.CiliumNodeGVK.Version); err == nil {
 			b = b.Watches(cilium.NewCiliumNode(), pass)
+			// The watch fills the cache; reading from it spares a LIST
+			// (and its decoding) per pass.
+			r.CiliumReader = mgr.GetCache()
 		} else {
 			// Without the CRD there is nothing to watch; passes report it
 			// and resyncs notice when it is installed.

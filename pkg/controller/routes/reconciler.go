@@ -83,13 +83,15 @@ func DefaultOptions() Options {
 // Reconciler runs passes.
 type Reconciler struct {
 	Options
-	Pool       ipam.Config
-	Client     client.Client
-	Reader     client.Reader
-	Recorder   record.EventRecorder
-	AzureTable *azure.Table
-	Tailscale  *tailscale.Syncer
-	Now        func() time.Time
+	Pool   ipam.Config
+	Client client.Client
+	// CiliumReader reads CiliumNodes: the manager's cache when the CRD
+	// was served at start (and so is watched), else the API directly.
+	CiliumReader client.Reader
+	Recorder     record.EventRecorder
+	AzureTable   *azure.Table
+	Tailscale    *tailscale.Syncer
+	Now          func() time.Time
 
 	// lastWanted per layer: a pass that writes although the wanted
 	// state did not change since the last good pass repaired drift.
@@ -106,6 +108,8 @@ type PassStats struct {
 	StatusWrites, FinalizerWrites  int
 	Drift                          map[string]int
 	Errors                         []error
+	// Took is the wall time per step: azure, tailscale, cilium, status.
+	Took map[string]time.Duration
 }
 
 // layerReport is one layer's health for one Server.
@@ -153,7 +157,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	log := logf.FromContext(ctx)
 	start := r.now()
-	st := PassStats{Drift: map[string]int{}}
+	st := PassStats{Drift: map[string]int{}, Took: map[string]time.Duration{}}
+	step := r.now()
+	lap := func(name string) {
+		n := r.now()
+		st.Took[name] += n.Sub(step)
+		step = n
+	}
 	if r.lastWanted == nil {
 		r.lastWanted = map[string]string{}
 	}
@@ -181,22 +191,26 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	for _, m := range pl.members {
 		reports[m.key] = serverReport{}
 	}
+	lap("plan")
 	azureOK := true
 	if r.EnableAzure && r.AzureTable != nil {
 		azureOK = r.azurePass(ctx, pl, reports, &st)
 	}
+	lap("azure")
 	// routerOK says whether a router's routes are known right; a Server
 	// without a router has nothing on the tailnet.
 	routerOK := func(ip string) bool { return true }
 	if r.EnableTailscale && r.Tailscale != nil {
 		routerOK = r.tailscalePass(ctx, pl, reports, &st)
 	}
+	lap("tailscale")
 	var ciliumNodes map[string]*unstructured.Unstructured
 	ciliumErr := error(nil)
 	if r.EnableCilium {
-		ciliumNodes, ciliumErr = cilium.List(ctx, r.Reader)
+		ciliumNodes, ciliumErr = cilium.List(ctx, r.CiliumReader)
 		r.ciliumPass(ctx, pl, ciliumNodes, ciliumErr, reports, &st)
 	}
+	lap("cilium")
 
 	// Release deleted Servers whose routes are gone from every layer.
 	for i := range servers {
@@ -237,6 +251,7 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 			st.StatusWrites++
 		}
 	}
+	lap("status")
 	passDuration.Observe(r.now().Sub(start).Seconds())
 	for _, e := range st.Errors {
 		log.Error(e, "route pass")
@@ -380,6 +395,15 @@ func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[str
 }
 
 func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*unstructured.Unstructured, listErr error, reports map[string]serverReport, st *PassStats) {
+	var nodeList corev1.NodeList
+	nodes := map[string]*corev1.Node{}
+	nodesErr := r.Client.List(ctx, &nodeList)
+	if nodesErr != nil {
+		nodesErr = fmt.Errorf("list Nodes: %w", nodesErr)
+	}
+	for i := range nodeList.Items {
+		nodes[nodeList.Items[i].Name] = &nodeList.Items[i]
+	}
 	for _, m := range pl.members {
 		name := nodeName(m.server)
 		cidr := m.podCIDR.String()
@@ -418,14 +442,13 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 				lr.observed = append(lr.observed, "CiliumNode "+name+" "+cidr)
 			}
 		}
-		var node corev1.Node
-		var nodePtr *corev1.Node
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &node); err == nil {
-			nodePtr = &node
-		} else if !apierrors.IsNotFound(err) {
-			problems = append(problems, fmt.Sprintf("get Node %s: %v", name, err))
+		var nres cilium.NodeResult
+		var err error
+		if nodesErr != nil {
+			err = nodesErr
+		} else {
+			nres, err = cilium.SyncNode(ctx, r.Client, nodes[name], cidr)
 		}
-		nres, err := cilium.SyncNode(ctx, r.Client, nodePtr, cidr)
 		if nres.Wrote {
 			st.NodeWrites++
 			routeWrites.WithLabelValues(string(layerCilium)).Inc()
