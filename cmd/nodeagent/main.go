@@ -4,13 +4,13 @@ package main
 
 import (
 	"context"
+	goflag "flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/pflag"
-	"k8s.io/component-base/cli/globalflag"
 	"k8s.io/klog/v2"
 
 	"github.com/stargate-k8s/stargate/pkg/nodeagent"
@@ -23,11 +23,14 @@ func main() {
 	}
 	opts := nodeagent.NewOptions()
 	opts.AddFlags(fs)
-	globalflag.AddGlobalFlags(fs, "stargate-nodeagent")
+	klogFlags := goflag.NewFlagSet("klog", goflag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	help := fs.BoolP("help", "h", false, "Show this help.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
-	if help, _ := fs.GetBool("help"); help {
+	if *help {
 		fs.Usage()
 		os.Exit(0)
 	}

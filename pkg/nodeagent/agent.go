@@ -27,16 +27,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
-	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
-	"github.com/stargate-k8s/stargate/pkg/generated/informers/externalversions"
 )
 
 // Config is what an agent checks and how often it reports.
@@ -135,7 +135,7 @@ func (c *Checker) Check(ctx context.Context, srv *v1alpha1.Server, cilium Cilium
 // Agent is a running stargate-nodeagent.
 type Agent struct {
 	cfg     Config
-	client  versioned.Interface
+	client  rest.Interface
 	servers cache.SharedIndexInformer
 	cilium  cache.SharedIndexInformer
 	start   func(stop <-chan struct{})
@@ -169,7 +169,10 @@ func New(cfg Config, config *rest.Config) (*Agent, error) {
 	if config.UserAgent == "" {
 		config.UserAgent = "stargate-nodeagent/" + cfg.NodeName
 	}
-	client, err := versioned.NewForConfig(config)
+	// A plain REST client and the dynamic client, rather than the generated
+	// clientset and informer factories: those pull in every k8s.io/api
+	// group, which would double the agent's resident memory.
+	client, err := serversClient(config)
 	if err != nil {
 		return nil, err
 	}
@@ -194,9 +197,10 @@ func New(cfg Config, config *rest.Config) (*Agent, error) {
 	// Only the agent's own Server and CiliumNode are watched: field
 	// selectors keep every agent's share of the API to one object each.
 	byNode := fields.OneTermEqualSelector("status.nodeName", cfg.NodeName).String()
-	sf := externalversions.NewSharedInformerFactoryWithOptions(client, 0,
-		externalversions.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = byNode }))
-	a.servers = sf.Stargate().V1alpha1().Servers().Informer()
+	a.servers = cache.NewSharedIndexInformer(
+		cache.NewFilteredListWatchFromClient(client, "servers", metav1.NamespaceAll,
+			func(o *metav1.ListOptions) { o.FieldSelector = byNode }),
+		&v1alpha1.Server{}, 0, cache.Indexers{})
 	_ = a.servers.SetTransform(func(obj any) (any, error) {
 		if s, ok := obj.(*v1alpha1.Server); ok {
 			s.ManagedFields = nil
@@ -204,11 +208,19 @@ func New(cfg Config, config *rest.Config) (*Agent, error) {
 		return obj, nil
 	})
 	byName := fields.OneTermEqualSelector("metadata.name", cfg.NodeName).String()
-	df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, metav1.NamespaceAll,
-		func(o *metav1.ListOptions) { o.FieldSelector = byName })
-	a.cilium = df.ForResource(CiliumNodes).Informer()
+	ciliumNodes := dyn.Resource(CiliumNodes)
+	a.cilium = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = byName
+			return ciliumNodes.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = byName
+			return ciliumNodes.Watch(ctx, o)
+		},
+	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	_ = a.cilium.SetTransform(slimCiliumNode)
-	a.start = func(stop <-chan struct{}) { sf.Start(stop); df.Start(stop) }
+	a.start = func(stop <-chan struct{}) { go a.servers.Run(stop); go a.cilium.Run(stop) }
 
 	onChange := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.trigger(TriggerAPI) },
@@ -399,8 +411,9 @@ func (a *Agent) pass(ctx context.Context, trigger string) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	_, err = a.client.StargateV1alpha1().Servers(srv.Namespace).Patch(wctx, srv.Name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: FieldManager}, "status")
+	err = a.client.Patch(types.MergePatchType).Namespace(srv.Namespace).Resource("servers").Name(srv.Name).SubResource("status").
+		VersionedParams(&metav1.PatchOptions{FieldManager: FieldManager}, metav1.ParameterCodec).
+		Body(patch).Do(wctx).Error()
 	a.writesTotal.Add(1)
 	if apierrors.IsConflict(err) {
 		// The Server changed since the informer saw it; the newer one
@@ -437,4 +450,19 @@ func (a *Agent) writeNeeded(srv *v1alpha1.Server, st *NodeStatus, now time.Time)
 		return ""
 	}
 	return "changed"
+}
+
+// serversClient is a REST client of stargate.io/v1alpha1 speaking JSON.
+func serversClient(config *rest.Config) (*rest.RESTClient, error) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	metav1.AddToGroupVersion(scheme, v1alpha1.SchemeGroupVersion)
+	config = rest.CopyConfig(config)
+	config.GroupVersion = &v1alpha1.SchemeGroupVersion
+	config.APIPath = "/apis"
+	config.ContentType = runtime.ContentTypeJSON
+	config.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	return rest.RESTClientFor(config)
 }
