@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -147,10 +146,9 @@ type Agent struct {
 
 	// What the agent last applied, and when: the informer may lag behind
 	// the write for a moment, and must not cause a second one.
-	applied     *NodeStatus
-	appliedAt   time.Time
-	appliedUID  types.UID
-	writesTotal atomic.Int64
+	applied    *NodeStatus
+	appliedAt  time.Time
+	appliedUID types.UID
 }
 
 // writeGrace is how long the agent trusts its own last write over an
@@ -238,9 +236,6 @@ func New(cfg Config, config *rest.Config) (*Agent, error) {
 
 // Metrics are the agent's metrics.
 func (a *Agent) Metrics() *Metrics { return a.metrics }
-
-// Writes is how many status writes the agent has made.
-func (a *Agent) Writes() int64 { return a.writesTotal.Load() }
 
 func (a *Agent) trigger(why string) {
 	select {
@@ -414,7 +409,6 @@ func (a *Agent) pass(ctx context.Context, trigger string) {
 	err = a.client.Patch(types.MergePatchType).Namespace(srv.Namespace).Resource("servers").Name(srv.Name).SubResource("status").
 		VersionedParams(&metav1.PatchOptions{FieldManager: FieldManager}, metav1.ParameterCodec).
 		Body(patch).Do(wctx).Error()
-	a.writesTotal.Add(1)
 	if apierrors.IsConflict(err) {
 		// The Server changed since the informer saw it; the newer one
 		// triggers a pass when it arrives, and this retry covers the case
