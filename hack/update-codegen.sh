@@ -20,6 +20,10 @@ boilerplate="$root/hack/boilerplate.go.txt"
 # +k8s:protobuf-gen=package, with code-generator's go-to-protobuf and
 # protoc-gen-gogo, as kubernetes' hack/update-generated-protobuf does. It runs
 # first, so the other generators see the struct tags.
+# Temporary files and directories, removed on exit.
+cleanup=()
+trap 'rm -rf "${cleanup[@]}"' EXIT
+
 gen_protobuf() {
   if ! command -v protoc >/dev/null; then
     echo "protoc not found: install it with 'apt-get install protobuf-compiler' (or run hack/install-deps.sh)" >&2
@@ -34,9 +38,9 @@ gen_protobuf() {
     return 0
   fi
 
-  protobuf_tmp=$(mktemp -d)
-  trap 'rm -rf "$protobuf_tmp"' EXIT
-  local tmp=$protobuf_tmp
+  local tmp
+  tmp=$(mktemp -d)
+  cleanup+=("$tmp")
 
   # go-to-protobuf, protoc-gen-gogo and the goimports it runs, at the versions
   # code-generator's go.mod pins, built into a private bin dir.
@@ -96,12 +100,20 @@ kube::codegen::gen_openapi \
   --output-pkg "$module/pkg/generated/openapi" \
   --report-filename "$root/hack/api-rules-violations.list" \
   --update-report \
+  --output-model-name-file zz_generated.model_name.go \
   --boilerplate "$boilerplate" \
   "$root/pkg/apis"
+
+# The apply configurations learn the models' schema from the OpenAPI
+# definitions just generated.
+models_schema=$(mktemp)
+cleanup+=("$models_schema")
+go run ./hack/models-schema >"$models_schema"
 
 kube::codegen::gen_client \
   --with-watch \
   --with-applyconfig \
+  --applyconfig-openapi-schema "$models_schema" \
   --output-dir "$root/pkg/generated" \
   --output-pkg "$module/pkg/generated" \
   --boilerplate "$boilerplate" \

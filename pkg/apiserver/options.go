@@ -63,6 +63,10 @@ func NewOptions(stdout io.Writer) *Options {
 	}
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	// Store protobuf, as kube-apiserver does for built-in types: smaller in
+	// etcd and cheaper to decode on every list. Objects stored as JSON
+	// (by --storage-media-type=application/json) are still read.
+	o.RecommendedOptions.Etcd.DefaultStorageMediaType = runtime.ContentTypeProtobuf
 	// MutatingAdmissionPolicy waits for admissionregistration.k8s.io/v1
 	// mutating policies, which clusters before Kubernetes 1.36 (AKS among
 	// them) do not serve: every write would then be refused as "not yet

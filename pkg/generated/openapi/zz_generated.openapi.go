@@ -22,6 +22,7 @@ limitations under the License.
 package openapi
 
 import (
+	v1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	resource "k8s.io/apimachinery/pkg/api/resource"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
@@ -32,79 +33,79 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ConfigMapKeyReference":   schema_pkg_apis_stargate_v1alpha1_ConfigMapKeyReference(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference":    schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Operation":               schema_pkg_apis_stargate_v1alpha1_Operation(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationList":           schema_pkg_apis_stargate_v1alpha1_OperationList(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationSpec":           schema_pkg_apis_stargate_v1alpha1_OperationSpec(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationStatus":         schema_pkg_apis_stargate_v1alpha1_OperationStatus(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationStep":           schema_pkg_apis_stargate_v1alpha1_OperationStep(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfile":     schema_pkg_apis_stargate_v1alpha1_ProvisioningProfile(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfileList": schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileList(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfileSpec": schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.RepaveRequest":           schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.RouteLayerStatus":        schema_pkg_apis_stargate_v1alpha1_RouteLayerStatus(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Server":                  schema_pkg_apis_stargate_v1alpha1_Server(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerList":              schema_pkg_apis_stargate_v1alpha1_ServerList(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerRoutes":            schema_pkg_apis_stargate_v1alpha1_ServerRoutes(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerSpec":              schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerStatus":            schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref),
-		"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Taint":                   schema_pkg_apis_stargate_v1alpha1_Taint(ref),
-		resource.Quantity{}.OpenAPIModelName():                                                schema_apimachinery_pkg_api_resource_Quantity(ref),
-		v1.APIGroup{}.OpenAPIModelName():                                                      schema_pkg_apis_meta_v1_APIGroup(ref),
-		v1.APIGroupList{}.OpenAPIModelName():                                                  schema_pkg_apis_meta_v1_APIGroupList(ref),
-		v1.APIResource{}.OpenAPIModelName():                                                   schema_pkg_apis_meta_v1_APIResource(ref),
-		v1.APIResourceList{}.OpenAPIModelName():                                               schema_pkg_apis_meta_v1_APIResourceList(ref),
-		v1.APIVersions{}.OpenAPIModelName():                                                   schema_pkg_apis_meta_v1_APIVersions(ref),
-		v1.ApplyOptions{}.OpenAPIModelName():                                                  schema_pkg_apis_meta_v1_ApplyOptions(ref),
-		v1.Condition{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_Condition(ref),
-		v1.CreateOptions{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_CreateOptions(ref),
-		v1.DeleteOptions{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_DeleteOptions(ref),
-		v1.Duration{}.OpenAPIModelName():                                                      schema_pkg_apis_meta_v1_Duration(ref),
-		v1.FieldSelectorRequirement{}.OpenAPIModelName():                                      schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
-		v1.FieldsV1{}.OpenAPIModelName():                                                      schema_pkg_apis_meta_v1_FieldsV1(ref),
-		v1.GetOptions{}.OpenAPIModelName():                                                    schema_pkg_apis_meta_v1_GetOptions(ref),
-		v1.GroupKind{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_GroupKind(ref),
-		v1.GroupResource{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_GroupResource(ref),
-		v1.GroupVersion{}.OpenAPIModelName():                                                  schema_pkg_apis_meta_v1_GroupVersion(ref),
-		v1.GroupVersionForDiscovery{}.OpenAPIModelName():                                      schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
-		v1.GroupVersionKind{}.OpenAPIModelName():                                              schema_pkg_apis_meta_v1_GroupVersionKind(ref),
-		v1.GroupVersionResource{}.OpenAPIModelName():                                          schema_pkg_apis_meta_v1_GroupVersionResource(ref),
-		v1.InternalEvent{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_InternalEvent(ref),
-		v1.LabelSelector{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_LabelSelector(ref),
-		v1.LabelSelectorRequirement{}.OpenAPIModelName():                                      schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
-		v1.List{}.OpenAPIModelName():                                                          schema_pkg_apis_meta_v1_List(ref),
-		v1.ListMeta{}.OpenAPIModelName():                                                      schema_pkg_apis_meta_v1_ListMeta(ref),
-		v1.ListOptions{}.OpenAPIModelName():                                                   schema_pkg_apis_meta_v1_ListOptions(ref),
-		v1.ManagedFieldsEntry{}.OpenAPIModelName():                                            schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
-		v1.MicroTime{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_MicroTime(ref),
-		v1.ObjectMeta{}.OpenAPIModelName():                                                    schema_pkg_apis_meta_v1_ObjectMeta(ref),
-		v1.OwnerReference{}.OpenAPIModelName():                                                schema_pkg_apis_meta_v1_OwnerReference(ref),
-		v1.PartialObjectMetadata{}.OpenAPIModelName():                                         schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
-		v1.PartialObjectMetadataList{}.OpenAPIModelName():                                     schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
-		v1.Patch{}.OpenAPIModelName():                                                         schema_pkg_apis_meta_v1_Patch(ref),
-		v1.PatchOptions{}.OpenAPIModelName():                                                  schema_pkg_apis_meta_v1_PatchOptions(ref),
-		v1.Preconditions{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_Preconditions(ref),
-		v1.RootPaths{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_RootPaths(ref),
-		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():                                     schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
-		v1.ShardInfo{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_ShardInfo(ref),
-		v1.Status{}.OpenAPIModelName():                                                        schema_pkg_apis_meta_v1_Status(ref),
-		v1.StatusCause{}.OpenAPIModelName():                                                   schema_pkg_apis_meta_v1_StatusCause(ref),
-		v1.StatusDetails{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_StatusDetails(ref),
-		v1.Table{}.OpenAPIModelName():                                                         schema_pkg_apis_meta_v1_Table(ref),
-		v1.TableColumnDefinition{}.OpenAPIModelName():                                         schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
-		v1.TableOptions{}.OpenAPIModelName():                                                  schema_pkg_apis_meta_v1_TableOptions(ref),
-		v1.TableRow{}.OpenAPIModelName():                                                      schema_pkg_apis_meta_v1_TableRow(ref),
-		v1.TableRowCondition{}.OpenAPIModelName():                                             schema_pkg_apis_meta_v1_TableRowCondition(ref),
-		v1.Time{}.OpenAPIModelName():                                                          schema_pkg_apis_meta_v1_Time(ref),
-		v1.Timestamp{}.OpenAPIModelName():                                                     schema_pkg_apis_meta_v1_Timestamp(ref),
-		v1.TypeMeta{}.OpenAPIModelName():                                                      schema_pkg_apis_meta_v1_TypeMeta(ref),
-		v1.UpdateOptions{}.OpenAPIModelName():                                                 schema_pkg_apis_meta_v1_UpdateOptions(ref),
-		v1.WatchEvent{}.OpenAPIModelName():                                                    schema_pkg_apis_meta_v1_WatchEvent(ref),
-		runtime.RawExtension{}.OpenAPIModelName():                                             schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
-		runtime.TypeMeta{}.OpenAPIModelName():                                                 schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
-		runtime.Unknown{}.OpenAPIModelName():                                                  schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
-		version.Info{}.OpenAPIModelName():                                                     schema_k8sio_apimachinery_pkg_version_Info(ref),
+		v1alpha1.ConfigMapKeyReference{}.OpenAPIModelName():   schema_pkg_apis_stargate_v1alpha1_ConfigMapKeyReference(ref),
+		v1alpha1.LocalObjectReference{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
+		v1alpha1.Operation{}.OpenAPIModelName():               schema_pkg_apis_stargate_v1alpha1_Operation(ref),
+		v1alpha1.OperationList{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_OperationList(ref),
+		v1alpha1.OperationSpec{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_OperationSpec(ref),
+		v1alpha1.OperationStatus{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_OperationStatus(ref),
+		v1alpha1.OperationStep{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_OperationStep(ref),
+		v1alpha1.ProvisioningProfile{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_ProvisioningProfile(ref),
+		v1alpha1.ProvisioningProfileList{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileList(ref),
+		v1alpha1.ProvisioningProfileSpec{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref),
+		v1alpha1.RepaveRequest{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
+		v1alpha1.RouteLayerStatus{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RouteLayerStatus(ref),
+		v1alpha1.Server{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_Server(ref),
+		v1alpha1.ServerList{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_ServerList(ref),
+		v1alpha1.ServerRoutes{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_ServerRoutes(ref),
+		v1alpha1.ServerSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref),
+		v1alpha1.ServerStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref),
+		v1alpha1.Taint{}.OpenAPIModelName():                   schema_pkg_apis_stargate_v1alpha1_Taint(ref),
+		resource.Quantity{}.OpenAPIModelName():                schema_apimachinery_pkg_api_resource_Quantity(ref),
+		v1.APIGroup{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_APIGroup(ref),
+		v1.APIGroupList{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_APIGroupList(ref),
+		v1.APIResource{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_APIResource(ref),
+		v1.APIResourceList{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_APIResourceList(ref),
+		v1.APIVersions{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_APIVersions(ref),
+		v1.ApplyOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_ApplyOptions(ref),
+		v1.Condition{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_Condition(ref),
+		v1.CreateOptions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_CreateOptions(ref),
+		v1.DeleteOptions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_DeleteOptions(ref),
+		v1.Duration{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Duration(ref),
+		v1.FieldSelectorRequirement{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
+		v1.FieldsV1{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_FieldsV1(ref),
+		v1.GetOptions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_GetOptions(ref),
+		v1.GroupKind{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_GroupKind(ref),
+		v1.GroupResource{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_GroupResource(ref),
+		v1.GroupVersion{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_GroupVersion(ref),
+		v1.GroupVersionForDiscovery{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
+		v1.GroupVersionKind{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_GroupVersionKind(ref),
+		v1.GroupVersionResource{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_GroupVersionResource(ref),
+		v1.InternalEvent{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_InternalEvent(ref),
+		v1.LabelSelector{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_LabelSelector(ref),
+		v1.LabelSelectorRequirement{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
+		v1.List{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_List(ref),
+		v1.ListMeta{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_ListMeta(ref),
+		v1.ListOptions{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_ListOptions(ref),
+		v1.ManagedFieldsEntry{}.OpenAPIModelName():            schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
+		v1.MicroTime{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_MicroTime(ref),
+		v1.ObjectMeta{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_ObjectMeta(ref),
+		v1.OwnerReference{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_OwnerReference(ref),
+		v1.PartialObjectMetadata{}.OpenAPIModelName():         schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
+		v1.PartialObjectMetadataList{}.OpenAPIModelName():     schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
+		v1.Patch{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_Patch(ref),
+		v1.PatchOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_PatchOptions(ref),
+		v1.Preconditions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_Preconditions(ref),
+		v1.RootPaths{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_RootPaths(ref),
+		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():     schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
+		v1.ShardInfo{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_ShardInfo(ref),
+		v1.Status{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_Status(ref),
+		v1.StatusCause{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_StatusCause(ref),
+		v1.StatusDetails{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_StatusDetails(ref),
+		v1.Table{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_Table(ref),
+		v1.TableColumnDefinition{}.OpenAPIModelName():         schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
+		v1.TableOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_TableOptions(ref),
+		v1.TableRow{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_TableRow(ref),
+		v1.TableRowCondition{}.OpenAPIModelName():             schema_pkg_apis_meta_v1_TableRowCondition(ref),
+		v1.Time{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Time(ref),
+		v1.Timestamp{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_Timestamp(ref),
+		v1.TypeMeta{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_TypeMeta(ref),
+		v1.UpdateOptions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_UpdateOptions(ref),
+		v1.WatchEvent{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_WatchEvent(ref),
+		runtime.RawExtension{}.OpenAPIModelName():             schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
+		runtime.TypeMeta{}.OpenAPIModelName():                 schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
+		runtime.Unknown{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
+		version.Info{}.OpenAPIModelName():                     schema_k8sio_apimachinery_pkg_version_Info(ref),
 	}
 }
 
@@ -201,21 +202,21 @@ func schema_pkg_apis_stargate_v1alpha1_Operation(ref common.ReferenceCallback) c
 						SchemaProps: spec.SchemaProps{
 							Description: "spec says what to do to which server. It is immutable.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationSpec"),
+							Ref:         ref(v1alpha1.OperationSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "status records the progress.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationStatus"),
+							Ref:         ref(v1alpha1.OperationStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationSpec", "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationStatus", v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.OperationSpec{}.OpenAPIModelName(), v1alpha1.OperationStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -253,7 +254,7 @@ func schema_pkg_apis_stargate_v1alpha1_OperationList(ref common.ReferenceCallbac
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Operation"),
+										Ref: ref(v1alpha1.Operation{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -264,7 +265,7 @@ func schema_pkg_apis_stargate_v1alpha1_OperationList(ref common.ReferenceCallbac
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Operation", v1.ListMeta{}.OpenAPIModelName()},
+			v1alpha1.Operation{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -279,14 +280,14 @@ func schema_pkg_apis_stargate_v1alpha1_OperationSpec(ref common.ReferenceCallbac
 						SchemaProps: spec.SchemaProps{
 							Description: "serverRef names the Server, in the same namespace.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"),
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"provisioningProfileRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "provisioningProfileRef names the ProvisioningProfile to use.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"),
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"operation": {
@@ -310,7 +311,7 @@ func schema_pkg_apis_stargate_v1alpha1_OperationSpec(ref common.ReferenceCallbac
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"},
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
 	}
 }
 
@@ -356,7 +357,7 @@ func schema_pkg_apis_stargate_v1alpha1_OperationStatus(ref common.ReferenceCallb
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationStep"),
+										Ref: ref(v1alpha1.OperationStep{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -401,7 +402,7 @@ func schema_pkg_apis_stargate_v1alpha1_OperationStatus(ref common.ReferenceCallb
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.OperationStep", v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.OperationStep{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -488,14 +489,14 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfile(ref common.ReferenceC
 						SchemaProps: spec.SchemaProps{
 							Description: "spec is the profile.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfileSpec"),
+							Ref:         ref(v1alpha1.ProvisioningProfileSpec{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfileSpec", v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.ProvisioningProfileSpec{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -533,7 +534,7 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileList(ref common.Refere
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfile"),
+										Ref: ref(v1alpha1.ProvisioningProfile{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -544,7 +545,7 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileList(ref common.Refere
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ProvisioningProfile", v1.ListMeta{}.OpenAPIModelName()},
+			v1alpha1.ProvisioningProfile{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -575,13 +576,13 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref common.Refere
 					"sshCredentialsSecretRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "sshCredentialsSecretRef names a Secret of type kubernetes.io/ssh-auth, in the same namespace, holding the private key for adminUsername and optionally a known_hosts entry.",
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"),
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"tailscaleAuthKeySecretRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "tailscaleAuthKeySecretRef names a Secret, in the same namespace, with a Tailscale auth key for workers that join the tailnet themselves.",
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"),
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"adminUsername": {
@@ -595,7 +596,7 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref common.Refere
 					"bootstrapScriptRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "bootstrapScriptRef names a ConfigMap key, in the same namespace, holding a node bootstrap script to run instead of Stargate's own (e.g. for air-gapped package mirrors).",
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ConfigMapKeyReference"),
+							Ref:         ref(v1alpha1.ConfigMapKeyReference{}.OpenAPIModelName()),
 						},
 					},
 					"nodeLabels": {
@@ -625,7 +626,7 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref common.Refere
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Taint"),
+										Ref: ref(v1alpha1.Taint{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -636,7 +637,7 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref common.Refere
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ConfigMapKeyReference", "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference", "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Taint"},
+			v1alpha1.ConfigMapKeyReference{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Taint{}.OpenAPIModelName()},
 	}
 }
 
@@ -670,7 +671,7 @@ func schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref common.ReferenceCallbac
 					"provisioningProfileRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "provisioningProfileRef overrides the server's own profile for this repave.",
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"),
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"reason": {
@@ -684,7 +685,7 @@ func schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref common.ReferenceCallbac
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference", v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -810,21 +811,21 @@ func schema_pkg_apis_stargate_v1alpha1_Server(ref common.ReferenceCallback) comm
 						SchemaProps: spec.SchemaProps{
 							Description: "spec is the desired state of the server: how to reach it and how to provision it.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerSpec"),
+							Ref:         ref(v1alpha1.ServerSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "status is what Stargate observed and did: phase, node, pod CIDR, conditions and route health.",
 							Default:     map[string]interface{}{},
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerStatus"),
+							Ref:         ref(v1alpha1.ServerStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerSpec", "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.ServerStatus", v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.ServerSpec{}.OpenAPIModelName(), v1alpha1.ServerStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -862,7 +863,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerList(ref common.ReferenceCallback) 
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Server"),
+										Ref: ref(v1alpha1.Server{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -873,7 +874,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerList(ref common.ReferenceCallback) 
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.Server", v1.ListMeta{}.OpenAPIModelName()},
+			v1alpha1.Server{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -934,7 +935,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerRoutes(ref common.ReferenceCallback
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.RouteLayerStatus"),
+										Ref: ref(v1alpha1.RouteLayerStatus{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -945,7 +946,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerRoutes(ref common.ReferenceCallback
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.RouteLayerStatus", v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.RouteLayerStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1004,7 +1005,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref common.ReferenceCallback) 
 					"provisioningProfileRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "provisioningProfileRef names the ProvisioningProfile, in the same namespace, that says how to provision this server.",
-							Ref:         ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"),
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"podCIDR": {
@@ -1019,7 +1020,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref common.ReferenceCallback) 
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.LocalObjectReference"},
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
 	}
 }
 
@@ -1102,7 +1103,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref common.ReferenceCallback
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref("github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.RouteLayerStatus"),
+										Ref: ref(v1alpha1.RouteLayerStatus{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1112,7 +1113,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref common.ReferenceCallback
 			},
 		},
 		Dependencies: []string{
-			"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1.RouteLayerStatus", v1.Condition{}.OpenAPIModelName()},
+			v1alpha1.RouteLayerStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
 	}
 }
 

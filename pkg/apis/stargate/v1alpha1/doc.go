@@ -8,4 +8,5 @@
 // +k8s:conversion-gen=github.com/stargate-k8s/stargate/pkg/apis/stargate
 // +k8s:defaulter-gen=TypeMeta
 // +groupName=stargate.io
+// +k8s:openapi-model-package=io.stargate.v1alpha1
 package v1alpha1

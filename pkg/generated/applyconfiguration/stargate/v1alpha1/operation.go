@@ -19,8 +19,11 @@ limitations under the License.
 package v1alpha1
 
 import (
+	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	internal "github.com/stargate-k8s/stargate/pkg/generated/applyconfiguration/internal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	types "k8s.io/apimachinery/pkg/types"
+	managedfields "k8s.io/apimachinery/pkg/util/managedfields"
 	v1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
@@ -47,6 +50,47 @@ func Operation(name, namespace string) *OperationApplyConfiguration {
 	b.WithKind("Operation")
 	b.WithAPIVersion("stargate.io/v1alpha1")
 	return b
+}
+
+// ExtractOperationFrom extracts the applied configuration owned by fieldManager from
+// operation for the specified subresource. Pass an empty string for subresource to extract
+// the main resource. Common subresources include "status", "scale", etc.
+// operation must be a unmodified Operation API object that was retrieved from the Kubernetes API.
+// ExtractOperationFrom provides a way to perform a extract/modify-in-place/apply workflow.
+// Note that an extracted apply configuration will contain fewer fields than what the fieldManager previously
+// applied if another fieldManager has updated or force applied any of the previously applied fields.
+func ExtractOperationFrom(operation *stargatev1alpha1.Operation, fieldManager string, subresource string) (*OperationApplyConfiguration, error) {
+	b := &OperationApplyConfiguration{}
+	err := managedfields.ExtractInto(operation, internal.Parser().Type("com.github.stargate-k8s.stargate.pkg.apis.stargate.v1alpha1.Operation"), fieldManager, b, subresource)
+	if err != nil {
+		return nil, err
+	}
+	b.WithName(operation.Name)
+	b.WithNamespace(operation.Namespace)
+
+	b.WithKind("Operation")
+	b.WithAPIVersion("stargate.io/v1alpha1")
+	return b, nil
+}
+
+// ExtractOperation extracts the applied configuration owned by fieldManager from
+// operation. If no managedFields are found in operation for fieldManager, a
+// OperationApplyConfiguration is returned with only the Name, Namespace (if applicable),
+// APIVersion and Kind populated. It is possible that no managed fields were found for because other
+// field managers have taken ownership of all the fields previously owned by fieldManager, or because
+// the fieldManager never owned fields any fields.
+// operation must be a unmodified Operation API object that was retrieved from the Kubernetes API.
+// ExtractOperation provides a way to perform a extract/modify-in-place/apply workflow.
+// Note that an extracted apply configuration will contain fewer fields than what the fieldManager previously
+// applied if another fieldManager has updated or force applied any of the previously applied fields.
+func ExtractOperation(operation *stargatev1alpha1.Operation, fieldManager string) (*OperationApplyConfiguration, error) {
+	return ExtractOperationFrom(operation, fieldManager, "")
+}
+
+// ExtractOperationStatus extracts the applied configuration owned by fieldManager from
+// operation for the status subresource.
+func ExtractOperationStatus(operation *stargatev1alpha1.Operation, fieldManager string) (*OperationApplyConfiguration, error) {
+	return ExtractOperationFrom(operation, fieldManager, "status")
 }
 
 func (b OperationApplyConfiguration) IsApplyConfiguration() {}

@@ -19,8 +19,11 @@ limitations under the License.
 package v1alpha1
 
 import (
+	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	internal "github.com/stargate-k8s/stargate/pkg/generated/applyconfiguration/internal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	types "k8s.io/apimachinery/pkg/types"
+	managedfields "k8s.io/apimachinery/pkg/util/managedfields"
 	v1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
@@ -45,6 +48,41 @@ func ProvisioningProfile(name, namespace string) *ProvisioningProfileApplyConfig
 	b.WithKind("ProvisioningProfile")
 	b.WithAPIVersion("stargate.io/v1alpha1")
 	return b
+}
+
+// ExtractProvisioningProfileFrom extracts the applied configuration owned by fieldManager from
+// provisioningProfile for the specified subresource. Pass an empty string for subresource to extract
+// the main resource. Common subresources include "status", "scale", etc.
+// provisioningProfile must be a unmodified ProvisioningProfile API object that was retrieved from the Kubernetes API.
+// ExtractProvisioningProfileFrom provides a way to perform a extract/modify-in-place/apply workflow.
+// Note that an extracted apply configuration will contain fewer fields than what the fieldManager previously
+// applied if another fieldManager has updated or force applied any of the previously applied fields.
+func ExtractProvisioningProfileFrom(provisioningProfile *stargatev1alpha1.ProvisioningProfile, fieldManager string, subresource string) (*ProvisioningProfileApplyConfiguration, error) {
+	b := &ProvisioningProfileApplyConfiguration{}
+	err := managedfields.ExtractInto(provisioningProfile, internal.Parser().Type("com.github.stargate-k8s.stargate.pkg.apis.stargate.v1alpha1.ProvisioningProfile"), fieldManager, b, subresource)
+	if err != nil {
+		return nil, err
+	}
+	b.WithName(provisioningProfile.Name)
+	b.WithNamespace(provisioningProfile.Namespace)
+
+	b.WithKind("ProvisioningProfile")
+	b.WithAPIVersion("stargate.io/v1alpha1")
+	return b, nil
+}
+
+// ExtractProvisioningProfile extracts the applied configuration owned by fieldManager from
+// provisioningProfile. If no managedFields are found in provisioningProfile for fieldManager, a
+// ProvisioningProfileApplyConfiguration is returned with only the Name, Namespace (if applicable),
+// APIVersion and Kind populated. It is possible that no managed fields were found for because other
+// field managers have taken ownership of all the fields previously owned by fieldManager, or because
+// the fieldManager never owned fields any fields.
+// provisioningProfile must be a unmodified ProvisioningProfile API object that was retrieved from the Kubernetes API.
+// ExtractProvisioningProfile provides a way to perform a extract/modify-in-place/apply workflow.
+// Note that an extracted apply configuration will contain fewer fields than what the fieldManager previously
+// applied if another fieldManager has updated or force applied any of the previously applied fields.
+func ExtractProvisioningProfile(provisioningProfile *stargatev1alpha1.ProvisioningProfile, fieldManager string) (*ProvisioningProfileApplyConfiguration, error) {
+	return ExtractProvisioningProfileFrom(provisioningProfile, fieldManager, "")
 }
 
 func (b ProvisioningProfileApplyConfiguration) IsApplyConfiguration() {}

@@ -19,8 +19,11 @@ limitations under the License.
 package v1alpha1
 
 import (
+	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	internal "github.com/stargate-k8s/stargate/pkg/generated/applyconfiguration/internal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	types "k8s.io/apimachinery/pkg/types"
+	managedfields "k8s.io/apimachinery/pkg/util/managedfields"
 	v1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
@@ -48,6 +51,59 @@ func Server(name, namespace string) *ServerApplyConfiguration {
 	b.WithKind("Server")
 	b.WithAPIVersion("stargate.io/v1alpha1")
 	return b
+}
+
+// ExtractServerFrom extracts the applied configuration owned by fieldManager from
+// server for the specified subresource. Pass an empty string for subresource to extract
+// the main resource. Common subresources include "status", "scale", etc.
+// server must be a unmodified Server API object that was retrieved from the Kubernetes API.
+// ExtractServerFrom provides a way to perform a extract/modify-in-place/apply workflow.
+// Note that an extracted apply configuration will contain fewer fields than what the fieldManager previously
+// applied if another fieldManager has updated or force applied any of the previously applied fields.
+func ExtractServerFrom(server *stargatev1alpha1.Server, fieldManager string, subresource string) (*ServerApplyConfiguration, error) {
+	b := &ServerApplyConfiguration{}
+	err := managedfields.ExtractInto(server, internal.Parser().Type("com.github.stargate-k8s.stargate.pkg.apis.stargate.v1alpha1.Server"), fieldManager, b, subresource)
+	if err != nil {
+		return nil, err
+	}
+	b.WithName(server.Name)
+	b.WithNamespace(server.Namespace)
+
+	b.WithKind("Server")
+	b.WithAPIVersion("stargate.io/v1alpha1")
+	return b, nil
+}
+
+// ExtractServer extracts the applied configuration owned by fieldManager from
+// server. If no managedFields are found in server for fieldManager, a
+// ServerApplyConfiguration is returned with only the Name, Namespace (if applicable),
+// APIVersion and Kind populated. It is possible that no managed fields were found for because other
+// field managers have taken ownership of all the fields previously owned by fieldManager, or because
+// the fieldManager never owned fields any fields.
+// server must be a unmodified Server API object that was retrieved from the Kubernetes API.
+// ExtractServer provides a way to perform a extract/modify-in-place/apply workflow.
+// Note that an extracted apply configuration will contain fewer fields than what the fieldManager previously
+// applied if another fieldManager has updated or force applied any of the previously applied fields.
+func ExtractServer(server *stargatev1alpha1.Server, fieldManager string) (*ServerApplyConfiguration, error) {
+	return ExtractServerFrom(server, fieldManager, "")
+}
+
+// ExtractServerRepave extracts the applied configuration owned by fieldManager from
+// server for the repave subresource.
+func ExtractServerRepave(server *stargatev1alpha1.Server, fieldManager string) (*ServerApplyConfiguration, error) {
+	return ExtractServerFrom(server, fieldManager, "repave")
+}
+
+// ExtractServerRoutes extracts the applied configuration owned by fieldManager from
+// server for the routes subresource.
+func ExtractServerRoutes(server *stargatev1alpha1.Server, fieldManager string) (*ServerApplyConfiguration, error) {
+	return ExtractServerFrom(server, fieldManager, "routes")
+}
+
+// ExtractServerStatus extracts the applied configuration owned by fieldManager from
+// server for the status subresource.
+func ExtractServerStatus(server *stargatev1alpha1.Server, fieldManager string) (*ServerApplyConfiguration, error) {
+	return ExtractServerFrom(server, fieldManager, "status")
 }
 
 func (b ServerApplyConfiguration) IsApplyConfiguration() {}
