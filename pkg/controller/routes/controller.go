@@ -36,6 +36,11 @@ type Controller struct {
 	// credentials; the environment is used when empty.
 	TailscaleSecret string
 	TailscaleAPIURL string
+	// AdvertiseOverSSH keeps the DC routers' advertised routes with
+	// `tailscale set --advertise-routes` over SSH.
+	AdvertiseOverSSH bool
+	AdvertiseSSHPort int
+	AdvertiseCommand string
 
 	// Set by tests (or a future SSH wiring) before SetupWithManager; built
 	// from the flags when nil.
@@ -49,7 +54,8 @@ type Controller struct {
 
 // New returns the group with its flag defaults.
 func New() *Controller {
-	return &Controller{Options: DefaultOptions(), EnableIPAM: true, EnableRouteSync: true, IPAM: ipamctrl.New()}
+	return &Controller{Options: DefaultOptions(), EnableIPAM: true, EnableRouteSync: true, IPAM: ipamctrl.New(),
+		AdvertiseOverSSH: true, AdvertiseSSHPort: 22, AdvertiseCommand: "sudo tailscale set --advertise-routes="}
 }
 
 // Name implements manager.Controller.
@@ -75,6 +81,9 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.AKSRoutes, "aks-router-routes", c.AKSRoutes, "Routes the AKS router advertises and must have enabled (AKS pod and service CIDRs).")
 	fs.IntVar(&c.WorkerSubnetBits, "worker-subnet-bits", c.WorkerSubnetBits, "A Server's datacenter subnet is its IP masked to this many bits; 0 routes no subnets.")
 	fs.StringVar(&c.TailscaleSecret, "tailscale-credentials-secret", c.TailscaleSecret, "namespace/name of a Secret with api-key, or client-id and client-secret; TS_API_KEY or TS_OAUTH_CLIENT_ID/TS_OAUTH_CLIENT_SECRET when empty.")
+	fs.BoolVar(&c.AdvertiseOverSSH, "advertise-routes-over-ssh", c.AdvertiseOverSSH, "Make each DC router advertise its routes by running the advertise command over SSH (credentials and known_hosts of the profile of a Server behind it); when false, routes a router does not advertise are only reported.")
+	fs.IntVar(&c.AdvertiseSSHPort, "advertise-routes-ssh-port", c.AdvertiseSSHPort, "SSH port of the DC routers for advertising routes.")
+	fs.StringVar(&c.AdvertiseCommand, "advertise-routes-command", c.AdvertiseCommand, "Command run on a DC router with the comma-separated routes appended.")
 	fs.StringVar(&c.TailscaleAPIURL, "tailscale-api-url", c.TailscaleAPIURL, "Tailscale API base URL; the public API when empty.")
 }
 
@@ -106,6 +115,9 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	if c.Tailscale != nil {
 		if c.Tailscale.Owned == nil {
 			c.Tailscale.Owned = pool.Pool.Overlaps
+		}
+		if c.Advertiser == nil && c.AdvertiseOverSSH {
+			c.Advertiser = &SSHAdvertiser{Client: mgr.GetAPIReader(), Port: c.AdvertiseSSHPort, Command: c.AdvertiseCommand}
 		}
 		if c.Tailscale.Advertiser == nil {
 			c.Tailscale.Advertiser = c.Advertiser
