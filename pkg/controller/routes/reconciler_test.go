@@ -1,0 +1,170 @@
+package routes
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/azure"
+	"github.com/stargate-k8s/stargate/pkg/azure/azurefake"
+	"github.com/stargate-k8s/stargate/pkg/cilium"
+	"github.com/stargate-k8s/stargate/pkg/controller/manager"
+	"github.com/stargate-k8s/stargate/pkg/ipam"
+	"github.com/stargate-k8s/stargate/pkg/tailscale"
+	"github.com/stargate-k8s/stargate/pkg/tailscale/tailscalefake"
+)
+
+func testServers(n int, cidr func(i int) string) []client.Object {
+	var out []client.Object
+	for i := range n {
+		dc := fmt.Sprintf("dc-%d", i%2)
+		out = append(out, &v1alpha1.Server{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("w%02d", i), Namespace: dc, Generation: 1},
+			Spec:       v1alpha1.ServerSpec{Hostname: fmt.Sprintf("w%02d", i), IPAddress: fmt.Sprintf("10.50.%d.%d", i%2, 10+i), RouterIP: fmt.Sprintf("100.64.1.%d", i%2)},
+			Status:     v1alpha1.ServerStatus{PodCIDR: cidr(i)},
+		})
+	}
+	return out
+}
+
+type fixture struct {
+	r   *Reconciler
+	az  *azurefake.Table
+	ts  *tailscalefake.Server
+	kub client.Client
+}
+
+func newFixture(t *testing.T, pool ipam.Config, objs []client.Object) *fixture {
+	t.Helper()
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(cilium.CiliumNodeGVK, meta.RESTScopeRoot)
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Node"}, meta.RESTScopeRoot)
+	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Server"), meta.RESTScopeNamespace)
+	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithRESTMapper(mapper).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Server{}).Build()
+	az := azurefake.New("rg", "rt")
+	rtc, err := armnetwork.NewRouteTablesClient("sub", &azfake.TokenCredential{}, azure.ClientOptions(az.Transport()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := tailscalefake.New("key", "", "")
+	t.Cleanup(ts.Close)
+	for d := range 2 {
+		ts.AddDevice(tailscalefake.Device{NodeID: fmt.Sprintf("n%d", d), Name: fmt.Sprintf("r%d", d), Addresses: []string{fmt.Sprintf("100.64.1.%d", d)}})
+	}
+	tsc, err := tailscale.NewClient(tailscale.Credentials{APIKey: "key", BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := DefaultOptions()
+	o.EnableAzure, o.EnableTailscale, o.EnableCilium = true, true, false
+	o.AzureNextHop = "10.224.0.4"
+	r := &Reconciler{Options: o, Pool: pool, Client: kube, CiliumReader: kube, Recorder: &record.FakeRecorder{},
+		AzureTable: &azure.Table{Client: rtc, ResourceGroup: "rg", Name: "rt", Prefix: o.RoutePrefix, MaxRoutes: o.MaxRoutes},
+		Tailscale:  &tailscale.Syncer{Client: tsc, Owned: pool.Pool.Overlaps}, Now: time.Now}
+	return &fixture{r: r, az: az, ts: ts, kub: kube}
+}
+
+func (f *fixture) server(t *testing.T, ns, name string) *v1alpha1.Server {
+	t.Helper()
+	var s v1alpha1.Server
+	if err := f.kub.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+func TestRouteLimitIsAConditionThatSuggestsBlocks(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24}
+	f := newFixture(t, pool, testServers(12, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) }))
+	f.r.AzureTable.MaxRoutes = 10 // 12 pod + 2 subnet routes do not fit
+	if _, err := f.r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := f.server(t, "dc-0", "w00")
+	c := meta.FindStatusCondition(s.Status.Conditions, "AzureRouteSynced")
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "RouteLimitExceeded" || !strings.Contains(c.Message, "-datacenter-block-size") {
+		t.Fatalf("AzureRouteSynced %+v", c)
+	}
+	if f.az.Stats().Writes != 0 {
+		t.Fatal("wrote past the route limit")
+	}
+
+	// Near the limit: synced, but the condition says so.
+	f.r.AzureTable.MaxRoutes, f.r.MaxRoutes = 15, 15
+	if _, err := f.r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s = f.server(t, "dc-0", "w00")
+	c = meta.FindStatusCondition(s.Status.Conditions, "AzureRouteSynced")
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "NearRouteLimit" || !strings.Contains(c.Message, "14 of at most 15") {
+		t.Fatalf("AzureRouteSynced near the limit %+v", c)
+	}
+}
+
+func TestBlocksNeedOneAzureRoutePerDatacenterBlock(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24, BlockSize: 20}
+	// dc-0 servers in 10.244.0.0/20, dc-1 in 10.244.16.0/20.
+	f := newFixture(t, pool, testServers(12, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", (i%2)*16+i/2) }))
+	st, err := f.r.Pass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := f.az.RouteMap()
+	if len(m) != 4 || m["stargate-block-10-244-0-0-20"] == "" || m["stargate-block-10-244-16-0-20"] == "" {
+		t.Fatalf("table %v, want 2 block + 2 subnet routes", m)
+	}
+	if st.AzureWrites != 1 || st.TailscaleWrites != 2 {
+		t.Fatalf("writes azure=%d tailscale=%d", st.AzureWrites, st.TailscaleWrites)
+	}
+	if got := f.ts.Device("n1").Enabled; len(got) != 2 || got[0] != "10.244.16.0/20" {
+		t.Fatalf("router 1 enabled %v", got)
+	}
+}
+
+func TestUnadvertisedRoutesAreReportedNotHidden(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24}
+	f := newFixture(t, pool, testServers(2, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) }))
+	if _, err := f.r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := f.server(t, "dc-0", "w00")
+	c := meta.FindStatusCondition(s.Status.Conditions, "TailscaleRoutesApproved")
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "NotAdvertised" || !strings.Contains(c.Message, "10.244.0.0/24") {
+		t.Fatalf("TailscaleRoutesApproved %+v", c)
+	}
+	if r := meta.FindStatusCondition(s.Status.Conditions, "RoutesReady"); r == nil || r.Status != metav1.ConditionFalse || !strings.Contains(r.Message, "tailscale: NotAdvertised") {
+		t.Fatalf("RoutesReady %+v", r)
+	}
+	// Once the router advertises, the next pass reports it healthy, and a
+	// pass after that writes nothing.
+	if err := f.ts.SetAdvertisedByIP("100.64.1.0", []string{"10.244.0.0/24", "10.50.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s = f.server(t, "dc-0", "w00")
+	if c := meta.FindStatusCondition(s.Status.Conditions, "TailscaleRoutesApproved"); c.Status != metav1.ConditionTrue || c.Reason != "Approved" {
+		t.Fatalf("after advertising: %+v", c)
+	}
+	st, err := f.r.Pass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AzureWrites+st.TailscaleWrites+st.StatusWrites+st.FinalizerWrites != 0 {
+		t.Fatalf("steady pass wrote: %+v", st)
+	}
+}
