@@ -22,7 +22,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -399,25 +398,17 @@ func (a *Agent) pass(ctx context.Context, trigger string) {
 	if why == "" {
 		return
 	}
-	patch, err := statusPatch(srv, st, now)
+	body, err := statusApply(srv, st, now)
 	if err != nil {
-		klog.ErrorS(err, "Cannot encode the status patch", "server", klog.KObj(srv))
+		klog.ErrorS(err, "Cannot encode the status apply", "server", klog.KObj(srv))
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	err = a.client.Patch(types.MergePatchType).Namespace(srv.Namespace).Resource("servers").Name(srv.Name).SubResource("status").
-		VersionedParams(&metav1.PatchOptions{FieldManager: FieldManager}, metav1.ParameterCodec).
-		Body(patch).Do(wctx).Error()
-	if apierrors.IsConflict(err) {
-		// The Server changed since the informer saw it; the newer one
-		// triggers a pass when it arrives, and this retry covers the case
-		// where it already has.
-		a.metrics.writes.WithLabelValues(why, "conflict").Inc()
-		klog.V(1).InfoS("Server changed under the status write; checking again", "server", klog.KObj(srv))
-		time.AfterFunc(time.Second, func() { a.trigger(TriggerAPI) })
-		return
-	}
+	force := true
+	err = a.client.Patch(types.ApplyPatchType).Namespace(srv.Namespace).Resource("servers").Name(srv.Name).SubResource("status").
+		VersionedParams(&metav1.PatchOptions{FieldManager: FieldManager, Force: &force}, metav1.ParameterCodec).
+		Body(body).Do(wctx).Error()
 	if err != nil {
 		a.metrics.writes.WithLabelValues(why, "error").Inc()
 		klog.ErrorS(err, "Cannot write the Server status; retrying at the next pass", "server", klog.KObj(srv))

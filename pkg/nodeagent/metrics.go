@@ -51,7 +51,7 @@ func NewMetrics() *Metrics {
 		}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stargate_nodeagent_status_writes_total",
-			Help: "Writes of the Server status, by why (changed or heartbeat) and result (ok, conflict or error).",
+			Help: "Writes of the Server status, by why (changed or heartbeat) and result (ok or error).",
 		}, []string{"why", "result"}),
 		routesHealthy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stargate_nodeagent_node_routes_healthy",

@@ -92,57 +92,52 @@ func observedNodeStatus(srv *v1alpha1.Server) (NodeStatus, time.Time, bool) {
 	return st, layer.LastChecked.Time, true
 }
 
-// statusPatch is a JSON merge patch of srv's status that sets the agent's
-// two conditions and the node route layer, and keeps every other condition
-// and layer as srv has them. It carries srv's resourceVersion, so it fails
-// with a Conflict instead of overwriting a newer status. A condition whose
-// status did not change keeps its lastTransitionTime.
-//
-// Server-side apply of just these entries would need no resourceVersion;
-// stargate-apiserver does not serve it for Servers yet (its OpenAPI models
-// lack the group-version-kind), so the agent patches.
-func statusPatch(srv *v1alpha1.Server, st *NodeStatus, now time.Time) ([]byte, error) {
-	conds := slices.Clone(srv.Status.Conditions)
-	set := func(typ string, c condition) {
+// statusApply is the server-side apply of the agent's part of srv's
+// status: its two conditions and the node route layer, nothing else, so
+// the field manager owns just those list entries and other writers' are
+// neither sent nor touched. A condition whose status did not change keeps
+// its lastTransitionTime. The body is built by hand rather than with the
+// generated apply configurations, which would link every k8s.io/api group
+// into the agent.
+func statusApply(srv *v1alpha1.Server, st *NodeStatus, now time.Time) ([]byte, error) {
+	cond := func(typ string, c condition) metav1.Condition {
 		since := metav1.NewTime(now)
-		if old := meta.FindStatusCondition(conds, typ); old != nil && old.Status == c.Status {
+		if old := meta.FindStatusCondition(srv.Status.Conditions, typ); old != nil && old.Status == c.Status {
 			since = old.LastTransitionTime
 		}
-		nc := metav1.Condition{Type: typ, Status: c.Status, Reason: c.Reason, Message: c.Message,
+		return metav1.Condition{Type: typ, Status: c.Status, Reason: c.Reason, Message: c.Message,
 			LastTransitionTime: since, ObservedGeneration: srv.Generation}
-		if i := slices.IndexFunc(conds, func(x metav1.Condition) bool { return x.Type == typ }); i >= 0 {
-			conds[i] = nc
-		} else {
-			conds = append(conds, nc)
-		}
 	}
-	set(stargate.ConditionNodeRoutesHealthy, st.Routes)
-	set(stargate.ConditionCiliumPodCIDRMatches, st.Cilium)
-
 	checked := metav1.NewTime(now)
-	layer := v1alpha1.RouteLayerStatus{
-		Layer: v1alpha1.RouteLayerNode, Desired: st.Desired, Observed: st.Observed,
-		Healthy: st.Routes.Status == metav1.ConditionTrue, Reason: st.Routes.Reason, Message: st.Routes.Message,
-		LastChecked: &checked,
+	type applyMeta struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
 	}
-	routes := slices.Clone(srv.Status.Routes)
-	if i := slices.IndexFunc(routes, func(x v1alpha1.RouteLayerStatus) bool { return x.Layer == v1alpha1.RouteLayerNode }); i >= 0 {
-		routes[i] = layer
-	} else {
-		routes = append(routes, layer)
-	}
-
-	type patchMeta struct {
-		ResourceVersion string `json:"resourceVersion"`
-	}
-	type patchStatus struct {
+	type applyStatus struct {
 		Conditions []metav1.Condition          `json:"conditions"`
 		Routes     []v1alpha1.RouteLayerStatus `json:"routes"`
 	}
 	return json.Marshal(struct {
-		Metadata patchMeta   `json:"metadata"`
-		Status   patchStatus `json:"status"`
-	}{patchMeta{srv.ResourceVersion}, patchStatus{conds, routes}})
+		APIVersion string      `json:"apiVersion"`
+		Kind       string      `json:"kind"`
+		Metadata   applyMeta   `json:"metadata"`
+		Status     applyStatus `json:"status"`
+	}{
+		APIVersion: v1alpha1.SchemeGroupVersion.String(),
+		Kind:       "Server",
+		Metadata:   applyMeta{srv.Name, srv.Namespace},
+		Status: applyStatus{
+			Conditions: []metav1.Condition{
+				cond(stargate.ConditionNodeRoutesHealthy, st.Routes),
+				cond(stargate.ConditionCiliumPodCIDRMatches, st.Cilium),
+			},
+			Routes: []v1alpha1.RouteLayerStatus{{
+				Layer: v1alpha1.RouteLayerNode, Desired: st.Desired, Observed: st.Observed,
+				Healthy: st.Routes.Status == metav1.ConditionTrue, Reason: st.Routes.Reason, Message: st.Routes.Message,
+				LastChecked: &checked,
+			}},
+		},
+	})
 }
 
 // maxMessage keeps messages within metav1.Condition's limit.

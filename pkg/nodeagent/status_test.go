@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
@@ -132,46 +131,45 @@ func TestWriteNeeded(t *testing.T) {
 	}
 }
 
-func TestStatusPatch(t *testing.T) {
+func TestStatusApply(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	ok := &NodeStatus{Routes: condition{metav1.ConditionTrue, ReasonRoutesHealthy, "x"}, Cilium: condition{metav1.ConditionTrue, ReasonPodCIDRMatches, "y"}}
 	srv := serverWith(ok, now.Add(-time.Minute))
-	srv.ResourceVersion = "42"
+	srv.ResourceVersion, srv.Generation = "42", 3
 	ready := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))}
 	srv.Status.Conditions = append([]metav1.Condition{ready}, srv.Status.Conditions...)
-	azure := v1alpha1.RouteLayerStatus{Layer: v1alpha1.RouteLayerAzure, Healthy: true, Reason: "Synced"}
-	srv.Status.Routes = append([]v1alpha1.RouteLayerStatus{azure}, srv.Status.Routes...)
+	srv.Status.Routes = append([]v1alpha1.RouteLayerStatus{{Layer: v1alpha1.RouteLayerAzure, Healthy: true, Reason: "Synced"}}, srv.Status.Routes...)
 	flipped := *ok
 	flipped.Cilium = condition{metav1.ConditionFalse, ReasonPodCIDRMismatch, "z"}
 	flipped.Observed = []string{"10.244.0.0/16 via 192.0.2.1 dev eth0"}
 
-	data, err := statusPatch(srv, &flipped, now)
+	data, err := statusApply(srv, &flipped, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got v1alpha1.Server
 	if err := json.Unmarshal(data, &got); err != nil {
-		t.Fatalf("patch %s: %v", data, err)
+		t.Fatalf("apply %s: %v", data, err)
 	}
-	if got.ResourceVersion != "42" {
-		t.Errorf("patch carries resourceVersion %q, want 42 (the Server it was computed from)", got.ResourceVersion)
+	if got.APIVersion != "stargate.io/v1alpha1" || got.Kind != "Server" || got.Name != "w1" || got.Namespace != "dc" {
+		t.Errorf("apply names %s %s %s/%s", got.APIVersion, got.Kind, got.Namespace, got.Name)
 	}
-	if got.Spec != (v1alpha1.ServerSpec{}) || got.Status.Phase != "" || got.Labels != nil {
-		t.Errorf("patch sets more than conditions and routes: %s", data)
+	if got.ResourceVersion != "" || got.Spec != (v1alpha1.ServerSpec{}) || got.Status.Phase != "" || got.Labels != nil {
+		t.Errorf("apply sets more than the agent owns: %s", data)
 	}
 	cs := got.Status.Conditions
-	if len(cs) != 3 || !equality.Semantic.DeepEqual(cs[0], ready) {
-		t.Fatalf("conditions %+v: want Ready kept as it was, then the agent's two", cs)
+	if len(cs) != 2 || cs[0].Type != stargate.ConditionNodeRoutesHealthy || cs[1].Type != stargate.ConditionCiliumPodCIDRMatches {
+		t.Fatalf("conditions %+v: want the agent's two alone", cs)
 	}
-	if !cs[1].LastTransitionTime.Equal(&srv.Status.Conditions[1].LastTransitionTime) {
-		t.Errorf("unchanged NodeRoutesHealthy moved its lastTransitionTime to %v", cs[1].LastTransitionTime)
+	if !cs[0].LastTransitionTime.Equal(&srv.Status.Conditions[1].LastTransitionTime) {
+		t.Errorf("unchanged NodeRoutesHealthy moved its lastTransitionTime to %v", cs[0].LastTransitionTime)
 	}
-	if cs[2].Status != metav1.ConditionFalse || !cs[2].LastTransitionTime.Time.Equal(now) {
-		t.Errorf("CiliumPodCIDRMatches %+v: want False since %v", cs[2], now)
+	if cs[1].Status != metav1.ConditionFalse || !cs[1].LastTransitionTime.Time.Equal(now) || cs[1].ObservedGeneration != 3 {
+		t.Errorf("CiliumPodCIDRMatches %+v: want False since %v, generation 3", cs[1], now)
 	}
 	rs := got.Status.Routes
-	if len(rs) != 2 || !reflect.DeepEqual(rs[0], azure) || rs[1].Layer != v1alpha1.RouteLayerNode ||
-		!reflect.DeepEqual(rs[1].Observed, flipped.Observed) || !rs[1].LastChecked.Time.Equal(now) {
-		t.Errorf("routes %+v: want the azure layer kept and the node layer replaced", rs)
+	if len(rs) != 1 || rs[0].Layer != v1alpha1.RouteLayerNode || !reflect.DeepEqual(rs[0].Observed, flipped.Observed) ||
+		!rs[0].Healthy || !rs[0].LastChecked.Time.Equal(now) {
+		t.Errorf("routes %+v: want the node layer alone, healthy, checked now", rs)
 	}
 }
