@@ -249,6 +249,17 @@ func (a *Agent) Run(ctx context.Context, listen string) error {
 	defer a.checker.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// fatal says why the agent stopped on its own; a cancelled ctx is a
+	// clean stop.
+	fatal := make(chan error, 1)
+	stopped := func() error {
+		select {
+		case err := <-fatal:
+			return err
+		default:
+			return nil
+		}
+	}
 	if listen != "" {
 		srv := &http.Server{Addr: listen, Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		errc := make(chan error, 1)
@@ -261,7 +272,7 @@ func (a *Agent) Run(ctx context.Context, listen string) error {
 		}
 		go func() {
 			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				klog.ErrorS(err, "Metrics and health server stopped", "address", listen)
+				fatal <- fmt.Errorf("metrics and health server on %s stopped: %w", listen, err)
 				cancel()
 			}
 		}()
@@ -271,7 +282,7 @@ func (a *Agent) Run(ctx context.Context, listen string) error {
 	go a.watchKernel(ctx)
 	klog.InfoS("Waiting for the Server of this node", "node", a.cfg.NodeName)
 	if !cache.WaitForCacheSync(ctx.Done(), a.servers.HasSynced) {
-		return ctx.Err()
+		return stopped()
 	}
 	a.health.synced.Store(true)
 
@@ -283,7 +294,7 @@ func (a *Agent) Run(ctx context.Context, listen string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return stopped()
 		case <-ticker.C:
 			a.pass(ctx, TriggerInterval)
 		case why := <-a.kick:
