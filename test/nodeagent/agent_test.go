@@ -214,6 +214,32 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 		})
 	})
 
+	t.Run("the router link going down is reported within a second", func(t *testing.T) {
+		// The kernel flushes the IPv4 routes of a link that goes down
+		// without a route notification for each; the link event triggers
+		// the pass.
+		veth := tn.link(t, workerVeth)
+		if err := tn.H.LinkSetDown(veth); err != nil {
+			t.Fatal(err)
+		}
+		took, st := waitFor(t, f, 5*time.Second, "NodeRoutesHealthy=False", func(st serverState) bool {
+			return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonRouteMissing)
+		})
+		t.Logf("link down -> NodeRoutesHealthy=False in %s: %s", took, st.Routes.Message)
+		if took > time.Second {
+			t.Errorf("took %s, want under a second", took)
+		}
+		if err := tn.H.LinkSetUp(veth); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []string{aksPodCIDR, aksSvcCIDR, targetNet} {
+			tn.AddRoute(t, c, routerIP)
+		}
+		waitFor(t, f, 5*time.Second, "NodeRoutesHealthy=True again", func(st serverState) bool {
+			return is(st.Routes, metav1.ConditionTrue, "")
+		})
+	})
+
 	t.Run("CiliumNode pod CIDR differing from the Server's is CiliumPodCIDRMatches=False with both", func(t *testing.T) {
 		setCilium := func(cidr string) {
 			patch := fmt.Sprintf(`{"spec":{"ipam":{"podCIDRs":[%q]}}}`, cidr)
