@@ -242,6 +242,22 @@ func TestDeleteFreesCIDRAndSurvivesRaceAndThrottling(t *testing.T) {
 		}
 	}
 	servers := waitServers(t, ctx, 2*time.Minute, []string{"dc-del"}, routesReady)
+	// This is a new controller process on the same API: the earlier tests'
+	// Servers keep their CIDRs and the new ones avoid them.
+	all, err := client.StargateV1alpha1().Servers("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]string{}
+	for _, s := range all.Items {
+		if s.Status.PodCIDR == "" {
+			continue
+		}
+		if o, dup := held[s.Status.PodCIDR]; dup {
+			t.Fatalf("%s and %s/%s both hold %s after a controller restart", o, s.Namespace, s.Name, s.Status.PodCIDR)
+		}
+		held[s.Status.PodCIDR] = s.Namespace + "/" + s.Name
+	}
 	if _, ok := e.azure.RouteMap()["another-controller-route"]; !ok {
 		t.Fatal("the racing writer's route was lost")
 	}
@@ -253,7 +269,7 @@ func TestDeleteFreesCIDRAndSurvivesRaceAndThrottling(t *testing.T) {
 	if err := client.StargateV1alpha1().Servers("dc-del").Delete(ctx, gone.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := client.StargateV1alpha1().Servers("dc-del").Get(ctx, gone.Name, metav1.GetOptions{})
 		return err != nil, nil
 	})

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -41,6 +43,8 @@ type Controller struct {
 	AdvertiseOverSSH bool
 	AdvertiseSSHPort int
 	AdvertiseCommand string
+	// PassDelay gathers the events of a burst into one pass.
+	PassDelay time.Duration
 
 	// Set by tests (or a future SSH wiring) before SetupWithManager; built
 	// from the flags when nil.
@@ -55,7 +59,7 @@ type Controller struct {
 // New returns the group with its flag defaults.
 func New() *Controller {
 	return &Controller{Options: DefaultOptions(), EnableIPAM: true, EnableRouteSync: true, IPAM: ipamctrl.New(),
-		AdvertiseOverSSH: true, AdvertiseSSHPort: 22, AdvertiseCommand: "sudo tailscale set --advertise-routes="}
+		AdvertiseOverSSH: true, PassDelay: time.Second, AdvertiseSSHPort: 22, AdvertiseCommand: "sudo tailscale set --advertise-routes="}
 }
 
 // Name implements manager.Controller.
@@ -70,6 +74,7 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.EnableTailscale, "enable-tailscale-routes", c.EnableTailscale, "Keep the routers' Tailscale subnet routes right (needs Tailscale credentials).")
 	fs.BoolVar(&c.EnableCilium, "enable-cilium-pod-cidr", c.EnableCilium, "Set Node spec.podCIDR(s) and CiliumNode spec.ipam.podCIDRs.")
 	fs.DurationVar(&c.Resync, "route-resync-period", c.Resync, "How often every layer is re-read and drift repaired, with no event.")
+	fs.DurationVar(&c.PassDelay, "route-pass-delay", c.PassDelay, "How long after a watch event a pass starts, so a burst of changes costs one pass (and one write per route table and router).")
 	fs.DurationVar(&c.StatusRefresh, "route-status-refresh", c.StatusRefresh, "How often unchanged route status is rewritten to refresh lastChecked; 0 never.")
 	fs.StringVar(&c.AzureSubscription, "azure-subscription-id", os.Getenv("AZURE_SUBSCRIPTION_ID"), "Subscription of the route table.")
 	fs.StringVar(&c.AzureResourceGroup, "azure-resource-group", c.AzureResourceGroup, "Resource group of the route table.")
@@ -129,9 +134,22 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		AzureTable: c.AzureTable, Tailscale: c.Tailscale,
 	}
 	c.Reconciler = r
-	pass := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []ctrl.Request {
-		return []ctrl.Request{{NamespacedName: types.NamespacedName{Name: "all-servers"}}}
-	})
+	// Every event asks for the same pass, a little later: a burst of
+	// Servers (or their CIDRs) arriving becomes one pass and so one write
+	// per table and router, since the queue holds a key only once.
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Name: "all-servers"}}
+	enqueue := func(q workqueue.TypedRateLimitingInterface[ctrl.Request]) { q.AddAfter(req, c.PassDelay) }
+	pass := handler.Funcs{
+		CreateFunc: func(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			enqueue(q)
+		},
+		UpdateFunc: func(_ context.Context, _ event.UpdateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			enqueue(q)
+		},
+		DeleteFunc: func(_ context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			enqueue(q)
+		},
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("routes").
 		Watches(&v1alpha1.Server{}, pass, builder.WithPredicates(serverChanged())).
