@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,7 +61,7 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 	}
 	server := serverObj.(*stargate.Server)
 	if server.DeletionTimestamp != nil {
-		return nil, apierrors.NewConflict(stargate.Resource("servers"), name, fmt.Errorf("the server is being deleted"))
+		return nil, busy(name, fmt.Sprintf("server %q is being deleted; it cannot be repaved", name))
 	}
 
 	profileRef := server.Spec.ProvisioningProfileRef
@@ -145,9 +146,9 @@ func (r *RepaveREST) checkIdle(ctx context.Context, server *stargate.Server) err
 	if phase == "" {
 		phase = stargate.OperationPending
 	}
-	return apierrors.NewConflict(stargate.Resource("servers"), server.Name, fmt.Errorf(
-		"operation %q is still %s on this server; wait for it to finish (kubectl get operation %s -n %s -w) or delete it",
-		op.Name, phase, op.Name, server.Namespace))
+	return busy(server.Name, fmt.Sprintf(
+		"server %q is busy: %s operation %q is still %s; wait for it to finish (kubectl get operation %s -n %s -w) or delete it",
+		server.Name, op.Spec.Operation, op.Name, phase, op.Name, server.Namespace))
 }
 
 // claim records opName as the server's last Operation, after checking in
@@ -158,7 +159,7 @@ func (r *RepaveREST) claim(ctx context.Context, server *stargate.Server, opName 
 	_, _, err := r.status.Update(ctx, server.Name, rest.DefaultUpdatedObjectInfo(nil, func(ctx context.Context, _, oldObj runtime.Object) (runtime.Object, error) {
 		current := oldObj.(*stargate.Server)
 		if current.UID != server.UID {
-			return nil, apierrors.NewConflict(stargate.Resource("servers"), server.Name, fmt.Errorf("the server was deleted and recreated"))
+			return nil, busy(server.Name, fmt.Sprintf("server %q was deleted and recreated during the repave request; try again", server.Name))
 		}
 		if err := r.checkIdle(ctx, current); err != nil {
 			return nil, err
@@ -181,4 +182,17 @@ func (r *RepaveREST) setLastOperation(ctx context.Context, server *stargate.Serv
 		return s, nil
 	}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
 	return obj, err
+}
+
+// busy is a 409 Conflict with a message of its own: apierrors.NewConflict
+// would prefix "Operation cannot be fulfilled", which reads as if it were
+// about one of our Operations.
+func busy(name, message string) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusConflict,
+		Reason:  metav1.StatusReasonConflict,
+		Message: message,
+		Details: &metav1.StatusDetails{Group: stargate.GroupName, Kind: "servers", Name: name},
+	}}
 }
