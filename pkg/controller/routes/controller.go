@@ -23,6 +23,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/azure"
 	"github.com/stargate-k8s/stargate/pkg/cilium"
 	ipamctrl "github.com/stargate-k8s/stargate/pkg/controller/ipam"
+	"github.com/stargate-k8s/stargate/pkg/sshexec"
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
 )
 
@@ -43,6 +44,9 @@ type Controller struct {
 	AdvertiseOverSSH bool
 	AdvertiseSSHPort int
 	AdvertiseCommand string
+	// AdvertiseDial opens SSH connections to routers; a net.Dialer when
+	// nil (tests dial into a simulated datacenter).
+	AdvertiseDial sshexec.DialFunc
 	// PassDelay gathers the events of a burst into one pass.
 	PassDelay time.Duration
 
@@ -122,7 +126,7 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			c.Tailscale.Owned = pool.Pool.Overlaps
 		}
 		if c.Advertiser == nil && c.AdvertiseOverSSH {
-			c.Advertiser = &SSHAdvertiser{Client: mgr.GetAPIReader(), Port: c.AdvertiseSSHPort, Command: c.AdvertiseCommand}
+			c.Advertiser = &SSHAdvertiser{Client: mgr.GetAPIReader(), Port: c.AdvertiseSSHPort, Command: c.AdvertiseCommand, Dial: c.AdvertiseDial}
 		}
 		if c.Tailscale.Advertiser == nil {
 			c.Tailscale.Advertiser = c.Advertiser
