@@ -10,6 +10,7 @@ import (
 
 	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -118,15 +119,32 @@ func TestBlocksNeedOneAzureRoutePerDatacenterBlock(t *testing.T) {
 	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24, BlockSize: 20}
 	// dc-0 servers in 10.244.0.0/20, dc-1 in 10.244.16.0/20.
 	f := newFixture(t, pool, testServers(12, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", (i%2)*16+i/2) }))
+	azBefore, tsBefore := testutil.ToFloat64(routeWrites.WithLabelValues("azure")), testutil.ToFloat64(routeWrites.WithLabelValues("tailscale"))
 	st, err := f.r.Pass(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(routeWrites.WithLabelValues("azure")) - azBefore; d != 1 {
+		t.Fatalf("stargate_route_writes_total{layer=azure} rose by %v, want 1", d)
+	}
+	if d := testutil.ToFloat64(routeWrites.WithLabelValues("tailscale")) - tsBefore; d != 2 {
+		t.Fatalf("stargate_route_writes_total{layer=tailscale} rose by %v, want 2", d)
+	}
+	// Drift: the same wanted state, a route gone: the next pass repairs
+	// it and counts the repair.
+	driftBefore := testutil.ToFloat64(driftRepaired.WithLabelValues("azure"))
+	f.az.Delete("stargate-block-10-244-0-0-20")
+	if st, err := f.r.Pass(context.Background()); err != nil || st.Drift["azure"] != 1 {
+		t.Fatalf("drift pass: %+v %v", st, err)
+	}
+	if d := testutil.ToFloat64(driftRepaired.WithLabelValues("azure")) - driftBefore; d != 1 {
+		t.Fatalf("stargate_route_drift_repaired_total{layer=azure} rose by %v, want 1", d)
 	}
 	m := f.az.RouteMap()
 	if len(m) != 4 || m["stargate-block-10-244-0-0-20"] == "" || m["stargate-block-10-244-16-0-20"] == "" {
 		t.Fatalf("table %v, want 2 block + 2 subnet routes", m)
 	}
-	if st.AzureWrites != 1 || st.TailscaleWrites != 2 {
+	if st.AzureWrites != 1 || st.TailscaleWrites != 2 || f.az.Stats().Writes != 2 {
 		t.Fatalf("writes azure=%d tailscale=%d", st.AzureWrites, st.TailscaleWrites)
 	}
 	if got := f.ts.Device("n1").Enabled; len(got) != 2 || got[0] != "10.244.16.0/20" {
