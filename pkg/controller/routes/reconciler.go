@@ -106,11 +106,14 @@ type PassStats struct {
 	TailscaleWrites, AdvertiseCall int
 	CiliumWrites, NodeWrites       int
 	StatusWrites, FinalizerWrites  int
+	StatusConflicts                int
 	Drift                          map[string]int
 	Errors                         []error
 	// Took is the wall time per step: azure, tailscale, cilium, status.
 	Took map[string]time.Duration
 }
+
+var errStatusConflict = errors.New("status write conflict")
 
 // layerReport is one layer's health for one Server.
 type layerReport struct {
@@ -145,6 +148,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	st, err := r.Pass(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if st.StatusConflicts > 0 {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	if len(st.Errors) > 0 {
 		// Layer errors are in conditions; come back sooner than a resync.
@@ -244,7 +250,12 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 		}
 		rep := reports[s.Namespace+"/"+s.Name]
 		wrote, err := r.writeStatus(ctx, s, rep)
-		if err != nil {
+		switch {
+		case errors.Is(err, errStatusConflict):
+			// Someone else wrote the Server since the cache saw it; the
+			// next pass, soon, writes on the fresh copy.
+			st.StatusConflicts++
+		case err != nil:
 			st.Errors = append(st.Errors, err)
 		}
 		if wrote {
@@ -520,8 +531,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *v1alpha1.Server, rep se
 		return false, nil
 	}
 	if err := r.Client.Status().Update(ctx, next); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return false, nil // the watch brings a fresh copy and another pass
+		if apierrors.IsConflict(err) {
+			return false, errStatusConflict
+		}
+		if apierrors.IsNotFound(err) {
+			return false, nil
 		}
 		return false, fmt.Errorf("update status of Server %s/%s: %w", s.Namespace, s.Name, err)
 	}
