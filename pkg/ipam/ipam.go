@@ -265,15 +265,3 @@ func ParsePrefixes(ss []string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
-
-// Names the controllers put on Servers. They belong in pkg/apis/stargate
-// beside the condition names; they live here until the API gains them.
-const (
-	// Finalizer holds a Server's pod CIDR until its routes are gone.
-	Finalizer = "stargate.io/pod-cidr"
-	// RoutesFinalizer holds a Server until its routes are removed from
-	// every layer; Finalizer is released only after it.
-	RoutesFinalizer = "stargate.io/routes"
-	// ConditionPodCIDRAllocated says whether the Server has its pod CIDR.
-	ConditionPodCIDRAllocated = "PodCIDRAllocated"
-)

@@ -13,6 +13,18 @@ const (
 	ConditionCiliumPodCIDRSynced     = "CiliumPodCIDRSynced"
 	ConditionNodeRoutesHealthy       = "NodeRoutesHealthy"
 	ConditionCiliumPodCIDRMatches    = "CiliumPodCIDRMatches"
+
+	// ConditionPodCIDRAllocated says whether the Server holds its pod CIDR.
+	ConditionPodCIDRAllocated = "PodCIDRAllocated"
+)
+
+// Finalizers Stargate puts on Servers.
+const (
+	// FinalizerPodCIDR holds a Server's pod CIDR until its routes are gone.
+	FinalizerPodCIDR = "stargate.io/pod-cidr"
+	// FinalizerRoutes holds a Server until its routes are removed from
+	// every layer; FinalizerPodCIDR is released only after it.
+	FinalizerRoutes = "stargate.io/routes"
 )
 
 // Condition types on an Operation.

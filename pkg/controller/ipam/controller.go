@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/cilium"
 	"github.com/stargate-k8s/stargate/pkg/ipam"
@@ -131,12 +132,12 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !s.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, c.release(ctx, &s)
 	}
-	if !controllerutil.ContainsFinalizer(&s, ipam.Finalizer) || (c.WaitForRoutes && !controllerutil.ContainsFinalizer(&s, ipam.RoutesFinalizer)) {
-		controllerutil.AddFinalizer(&s, ipam.Finalizer)
+	if !controllerutil.ContainsFinalizer(&s, stargate.FinalizerPodCIDR) || (c.WaitForRoutes && !controllerutil.ContainsFinalizer(&s, stargate.FinalizerRoutes)) {
+		controllerutil.AddFinalizer(&s, stargate.FinalizerPodCIDR)
 		if c.WaitForRoutes {
 			// Added here for the routes reconciler too: one write instead
 			// of two per Server.
-			controllerutil.AddFinalizer(&s, ipam.RoutesFinalizer)
+			controllerutil.AddFinalizer(&s, stargate.FinalizerRoutes)
 		}
 		if err := c.client.Update(ctx, &s); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to Server %s: %w", req, err)
@@ -190,13 +191,13 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // release drops the finalizer once nothing routes to the CIDR any more.
 func (c *Controller) release(ctx context.Context, s *v1alpha1.Server) error {
-	if !controllerutil.ContainsFinalizer(s, ipam.Finalizer) {
+	if !controllerutil.ContainsFinalizer(s, stargate.FinalizerPodCIDR) {
 		return nil
 	}
-	if c.WaitForRoutes && controllerutil.ContainsFinalizer(s, ipam.RoutesFinalizer) {
+	if c.WaitForRoutes && controllerutil.ContainsFinalizer(s, stargate.FinalizerRoutes) {
 		return nil // the routes controller's update will bring us back
 	}
-	controllerutil.RemoveFinalizer(s, ipam.Finalizer)
+	controllerutil.RemoveFinalizer(s, stargate.FinalizerPodCIDR)
 	if err := c.client.Update(ctx, s); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("release pod CIDR of Server %s/%s: %w", s.Namespace, s.Name, err)
 	}
@@ -290,9 +291,9 @@ func (c *Controller) setCondition(ctx context.Context, s *v1alpha1.Server, cidr 
 		next.Status.PodCIDR = cidr
 	}
 	meta.SetStatusCondition(&next.Status.Conditions, metav1.Condition{
-		Type: ipam.ConditionPodCIDRAllocated, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.Generation,
+		Type: stargate.ConditionPodCIDRAllocated, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.Generation,
 	})
-	if next.Status.PodCIDR == s.Status.PodCIDR && conditionEqual(s.Status.Conditions, next.Status.Conditions, ipam.ConditionPodCIDRAllocated) {
+	if next.Status.PodCIDR == s.Status.PodCIDR && conditionEqual(s.Status.Conditions, next.Status.Conditions, stargate.ConditionPodCIDRAllocated) {
 		return nil
 	}
 	if err := c.client.Status().Update(ctx, next); err != nil {

@@ -12,9 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
-	"github.com/stargate-k8s/stargate/pkg/ipam"
 )
 
 // staleLister answers List of Servers with the objects as first seen, like
@@ -62,7 +62,7 @@ func TestBackToBackAllocationsDifferThoughTheCacheLags(t *testing.T) {
 		t.Fatalf("a=%q b=%q", a.Status.PodCIDR, b.Status.PodCIDR)
 	}
 	for _, s := range []v1alpha1.Server{a, b} {
-		if len(s.Finalizers) != 2 || s.Finalizers[0] != ipam.Finalizer || s.Finalizers[1] != ipam.RoutesFinalizer {
+		if len(s.Finalizers) != 2 || s.Finalizers[0] != stargate.FinalizerPodCIDR || s.Finalizers[1] != stargate.FinalizerRoutes {
 			t.Fatalf("%s finalizers %v", s.Name, s.Finalizers)
 		}
 	}
@@ -71,7 +71,7 @@ func TestBackToBackAllocationsDifferThoughTheCacheLags(t *testing.T) {
 func TestDeletedServerKeepsItsCIDRUntilRoutesAreGone(t *testing.T) {
 	ctx := context.Background()
 	s := server("a")
-	s.Finalizers = []string{ipam.Finalizer, ipam.RoutesFinalizer}
+	s.Finalizers = []string{stargate.FinalizerPodCIDR, stargate.FinalizerRoutes}
 	s.Status.PodCIDR = "10.244.0.0/24"
 	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(s).WithStatusSubresource(&v1alpha1.Server{}).Build()
 	if err := kube.Delete(ctx, s); err != nil {
@@ -90,7 +90,7 @@ func TestDeletedServerKeepsItsCIDRUntilRoutesAreGone(t *testing.T) {
 		t.Fatalf("released while the routes finalizer is held: %v %v", got.Finalizers, err)
 	}
 	// The routes reconciler lets go; now the CIDR is released.
-	got.Finalizers = []string{ipam.Finalizer}
+	got.Finalizers = []string{stargate.FinalizerPodCIDR}
 	if err := kube.Update(ctx, &got); err != nil {
 		t.Fatal(err)
 	}

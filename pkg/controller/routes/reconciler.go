@@ -183,8 +183,8 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	// Hold every routed Server until its routes are gone.
 	for i := range servers {
 		s := &servers[i]
-		if s.DeletionTimestamp.IsZero() && s.Status.PodCIDR != "" && !controllerutil.ContainsFinalizer(s, ipam.RoutesFinalizer) {
-			controllerutil.AddFinalizer(s, ipam.RoutesFinalizer)
+		if s.DeletionTimestamp.IsZero() && s.Status.PodCIDR != "" && !controllerutil.ContainsFinalizer(s, stargate.FinalizerRoutes) {
+			controllerutil.AddFinalizer(s, stargate.FinalizerRoutes)
 			if err := r.Client.Update(ctx, s); err != nil {
 				return st, fmt.Errorf("add routes finalizer to Server %s/%s: %w", s.Namespace, s.Name, err)
 			}
@@ -221,7 +221,7 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	// Release deleted Servers whose routes are gone from every layer.
 	for i := range servers {
 		s := &servers[i]
-		if s.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(s, ipam.RoutesFinalizer) {
+		if s.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(s, stargate.FinalizerRoutes) {
 			continue
 		}
 		if !azureOK || !routerOK(s.Spec.RouterIP) {
@@ -233,7 +233,7 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 				continue
 			}
 		}
-		controllerutil.RemoveFinalizer(s, ipam.RoutesFinalizer)
+		controllerutil.RemoveFinalizer(s, stargate.FinalizerRoutes)
 		if err := r.Client.Update(ctx, s); err != nil && !apierrors.IsNotFound(err) {
 			st.Errors = append(st.Errors, fmt.Errorf("remove routes finalizer of Server %s/%s: %w", s.Namespace, s.Name, err))
 			continue
