@@ -19,7 +19,7 @@ all: build
 help:
 	@echo "make build      compile everything; binaries of cmd/* into $(BIN)/stargate-*"
 	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/"
-	@echo "make dev        run etcd, kube-apiserver and stargate-apiserver locally (state in .dev/)"
+	@echo "make dev        run the control plane, stargate-apiserver and, as root, stargate-controller with a simulated datacenter (state in .dev/)"
 	@echo "make test       go test ./... against the real binaries, then verify generated code"
 	@echo "make verify     gofmt, go vet and the generated-code check"
 	@echo "make codegen    regenerate deepcopy, conversion, OpenAPI and the clientset"

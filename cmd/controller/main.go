@@ -36,6 +36,7 @@ func main() {
 	}
 	globalflag.AddGlobalFlags(fs, "stargate-controller")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "stargate-controller: %v\nRun 'stargate-controller --help' for the flags.\n", err)
 		os.Exit(2)
 	}
 	if help, _ := fs.GetBool("help"); help {
