@@ -1,8 +1,9 @@
 // Package azurefake is an in-memory Azure route table behind the SDK's own
 // armnetwork fake servers, for tests and benchmarks. Every write bumps the
 // table's ETag; a PUT with a stale If-Match gets 412. Faults (412, 429 with
-// Retry-After, 500) can be queued for the next writes, and fixed latencies
-// model Azure's slow long-running PUTs. No traffic leaves the process.
+// Retry-After, 500) can be queued for the next writes, or every n-th write
+// throttled with 429; fixed latencies model Azure's slow long-running PUTs.
+// No traffic leaves the process.
 package azurefake
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +33,24 @@ type Fault struct {
 
 // Stats counts calls that reached the fake.
 type Stats struct {
-	Reads, Writes, RejectedWrites int
+	Reads, Writes int
+	// RejectedWrites counts every write refused: queued faults, throttled
+	// writes and 412s.
+	RejectedWrites int
+	// Conflicts counts writes refused with 412 because their If-Match was
+	// not the table's ETag any more (a genuine race, not a queued fault).
+	Conflicts int
+	// Throttled counts writes answered 429 (queued or by ThrottleWrites).
+	Throttled int
+	// EarlyRetries counts writes sent by a client (told apart by its
+	// User-Agent) before the Retry-After of its last 429 had passed.
+	EarlyRetries int
+}
+
+// Change is one accepted write: the routes (name -> "prefix via next hop")
+// before and after it.
+type Change struct {
+	Before, After map[string]string
 }
 
 // Table is one in-memory route table, served through the SDK fakes.
@@ -50,11 +69,20 @@ type Table struct {
 	// beforeWrite runs once before the next write is applied, e.g. to
 	// play a second controller writing in between.
 	beforeWrite func()
+	// throttleEvery answers every n-th write request with 429 and
+	// throttleAfter as Retry-After; writeRequests counts them.
+	throttleEvery, writeRequests int
+	throttleAfter                string
+	// retryAt is, per User-Agent, when its last 429 allows a retry.
+	retryAt map[string]time.Time
+	// history records accepted writes when keepHistory is set.
+	keepHistory bool
+	history     []Change
 }
 
 // New returns an empty table.
 func New(resourceGroup, name string) *Table {
-	return &Table{ResourceGroup: resourceGroup, Name: name, etag: 1}
+	return &Table{ResourceGroup: resourceGroup, Name: name, etag: 1, retryAt: map[string]time.Time{}}
 }
 
 type ifMatchKey struct{}
@@ -76,7 +104,7 @@ func (t *Table) Transport() policy.Transporter {
 	})
 	return transport(func(req *http.Request) (*http.Response, error) {
 		if req.Method == http.MethodPut || req.Method == http.MethodDelete {
-			if f, ok := t.nextFault(); ok {
+			if f, ok := t.nextFault(req.Header.Get("User-Agent")); ok {
 				return faultResponse(req, f), nil
 			}
 		}
@@ -105,16 +133,61 @@ func faultResponse(req *http.Request, f Fault) *http.Response {
 	}
 }
 
-func (t *Table) nextFault() (Fault, bool) {
+// nextFault says how a write request from the client ua is answered: a
+// queued fault, a throttling 429, or (false) normally.
+func (t *Table) nextFault(ua string) (Fault, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.faults) == 0 {
+	now := time.Now()
+	if at, ok := t.retryAt[ua]; ok {
+		if now.Before(at) {
+			t.stats.EarlyRetries++
+		}
+		delete(t.retryAt, ua)
+	}
+	t.writeRequests++
+	var f Fault
+	switch {
+	case len(t.faults) > 0:
+		f = t.faults[0]
+		t.faults = t.faults[1:]
+	case t.throttleEvery > 0 && t.writeRequests%t.throttleEvery == 0:
+		f = Fault{Status: http.StatusTooManyRequests, RetryAfter: t.throttleAfter}
+	default:
 		return Fault{}, false
 	}
-	f := t.faults[0]
-	t.faults = t.faults[1:]
 	t.stats.RejectedWrites++
+	if f.Status == http.StatusTooManyRequests {
+		t.stats.Throttled++
+		if secs, err := strconv.Atoi(f.RetryAfter); err == nil {
+			t.retryAt[ua] = now.Add(time.Duration(secs) * time.Second)
+		}
+	}
 	return f, true
+}
+
+// ThrottleWrites answers every n-th write request (counting from now on,
+// queued faults included) with 429 and the Retry-After retryAfter, as
+// Azure Resource Manager does when a subscription's write budget runs out.
+// n <= 0 stops throttling.
+func (t *Table) ThrottleWrites(n int, retryAfter string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.throttleEvery, t.throttleAfter, t.writeRequests = n, retryAfter, 0
+}
+
+// KeepHistory makes the table record every accepted write from now on.
+func (t *Table) KeepHistory() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.keepHistory = true
+}
+
+// History returns the accepted writes recorded since KeepHistory.
+func (t *Table) History() []Change {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Change(nil), t.history...)
 }
 
 // FailNext queues faults for the coming writes, in order.
@@ -164,9 +237,17 @@ func (t *Table) Routes() []armnetwork.Route {
 
 // RouteMap returns name -> "prefix via nexthop".
 func (t *Table) RouteMap() map[string]string {
-	out := map[string]string{}
-	for _, r := range t.Routes() {
-		out[to2(r.Name)] = to2(r.Properties.AddressPrefix) + " via " + to2(r.Properties.NextHopIPAddress)
+	return routeMap(t.Routes())
+}
+
+func routeMap(routes []armnetwork.Route) map[string]string {
+	out := make(map[string]string, len(routes))
+	for _, r := range routes {
+		desc := ""
+		if p := r.Properties; p != nil {
+			desc = to2(p.AddressPrefix) + " via " + to2(p.NextHopIPAddress)
+		}
+		out[to2(r.Name)] = desc
 	}
 	return out
 }
@@ -262,9 +343,17 @@ func (t *Table) write(ctx context.Context, apply func()) (status int, code strin
 	defer t.mu.Unlock()
 	if ifMatch != "" && ifMatch != "*" && ifMatch != t.etagLocked() {
 		t.stats.RejectedWrites++
+		t.stats.Conflicts++
 		return http.StatusPreconditionFailed, "PreconditionFailed"
 	}
+	var before map[string]string
+	if t.keepHistory {
+		before = routeMap(t.routes)
+	}
 	apply()
+	if t.keepHistory {
+		t.history = append(t.history, Change{Before: before, After: routeMap(t.routes)})
+	}
 	t.etag++
 	t.stats.Writes++
 	return http.StatusOK, ""
