@@ -92,6 +92,9 @@ type Reconciler struct {
 	AzureTable   *azure.Table
 	Tailscale    *tailscale.Syncer
 	Now          func() time.Time
+	// CPUTime, when set, is read around each step of a pass to fill
+	// PassStats.CPU (the benchmark passes the process's CPU time).
+	CPUTime func() time.Duration
 
 	// lastWanted per layer: a pass that writes although the wanted
 	// state did not change since the last good pass repaired drift.
@@ -109,8 +112,11 @@ type PassStats struct {
 	StatusConflicts                int
 	Drift                          map[string]int
 	Errors                         []error
-	// Took is the wall time per step: azure, tailscale, cilium, status.
+	// Took is the wall time per step: plan, azure, tailscale, cilium,
+	// status.
 	Took map[string]time.Duration
+	// CPU is the CPU time per step, when Reconciler.CPUTime is set.
+	CPU map[string]time.Duration
 }
 
 var errStatusConflict = errors.New("status write conflict")
@@ -163,12 +169,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	log := logf.FromContext(ctx)
 	start := r.now()
-	st := PassStats{Drift: map[string]int{}, Took: map[string]time.Duration{}}
+	st := PassStats{Drift: map[string]int{}, Took: map[string]time.Duration{}, CPU: map[string]time.Duration{}}
 	step := r.now()
+	var stepCPU time.Duration
+	if r.CPUTime != nil {
+		stepCPU = r.CPUTime()
+	}
 	lap := func(name string) {
 		n := r.now()
 		st.Took[name] += n.Sub(step)
 		step = n
+		if r.CPUTime != nil {
+			c := r.CPUTime()
+			st.CPU[name] += c - stepCPU
+			stepCPU = c
+		}
 	}
 	if r.lastWanted == nil {
 		r.lastWanted = map[string]string{}
