@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -21,6 +22,10 @@ type Endpoint struct {
 	Addr string
 	// HostKey verifies the key the server presents; required.
 	HostKey ssh.HostKeyCallback
+	// HostKeyID names what HostKey accepts (e.g. a hash of the known_hosts
+	// data). A JumpPool shares a jump connection only among configs with
+	// the same HostKeyID; empty means the jump connection is never shared.
+	HostKeyID string
 }
 
 // DialFunc opens the TCP connection to the first hop.
@@ -45,20 +50,31 @@ type Config struct {
 	MaxBackoff time.Duration
 	// OnRetry, when set, hears of every failed attempt that will be retried.
 	OnRetry func(attempt int, err error, wait time.Duration)
+	// JumpPool, when set, shares the connection to Jump with other
+	// connections through the same jump host (see JumpPool).
+	JumpPool *JumpPool
 }
 
 // Client is a connection to Target (through Jump when set).
 type Client struct {
 	*ssh.Client
-	jump *ssh.Client
+	jump   *ssh.Client
+	pooled *jumpConn
+	once   sync.Once
 }
 
-// Close closes the connection and the jump connection.
+// Close closes the connection and the jump connection (or gives a pooled
+// one back to its pool).
 func (c *Client) Close() error {
 	err := c.Client.Close()
-	if c.jump != nil {
-		err = errors.Join(err, c.jump.Close())
-	}
+	c.once.Do(func() {
+		if c.jump != nil {
+			err = errors.Join(err, c.jump.Close())
+		}
+		if c.pooled != nil {
+			c.pooled.release()
+		}
+	})
 	return err
 }
 
@@ -128,11 +144,17 @@ func connectOnce(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := dial(dctx, "tcp", first.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", first.Addr, err)
+	dialFirst := func() (*ssh.Client, error) {
+		conn, err := dial(dctx, "tcp", first.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", first.Addr, err)
+		}
+		return handshake(ctx, conn, first, cfg, timeout)
 	}
-	c, err := handshake(ctx, conn, first, cfg, timeout)
+	if key, ok := poolKey(cfg); ok && cfg.JumpPool != nil {
+		return connectPooled(ctx, dctx, cfg, key, timeout, dialFirst)
+	}
+	c, err := dialFirst()
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +175,32 @@ func connectOnce(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{Client: tc, jump: c}, nil
+}
+
+// connectPooled connects to cfg.Target through the pool's connection to
+// the jump host. The target's host key is verified here, end to end, as on
+// a connection of its own.
+func connectPooled(ctx, dctx context.Context, cfg Config, key string, timeout time.Duration, dialJump func() (*ssh.Client, error)) (*Client, error) {
+	jc, err := cfg.JumpPool.get(dctx, key, dialJump)
+	if err != nil {
+		return nil, err
+	}
+	tconn, err := dialThrough(dctx, jc.client, cfg.Target.Addr)
+	if err != nil {
+		if !isChannelRefused(err) {
+			// Maybe a dead connection kept by the pool: the next
+			// attempt dials the jump host again.
+			jc.broken()
+		}
+		jc.release()
+		return nil, fmt.Errorf("connect to %s through jump host %s: %w", cfg.Target.Addr, cfg.Jump.Addr, err)
+	}
+	tc, err := handshake(ctx, tconn, cfg.Target, cfg, timeout)
+	if err != nil {
+		jc.release()
+		return nil, err
+	}
+	return &Client{Client: tc, pooled: jc}, nil
 }
 
 func dialThrough(ctx context.Context, c *ssh.Client, addr string) (net.Conn, error) {

@@ -237,3 +237,137 @@ func TestUnknownJumpHostIsRefused(t *testing.T) {
 		t.Fatalf("want HostKeyUnknownError for the router, got %v", err)
 	}
 }
+
+func acceptedLogins(t *testing.T, h *dcsim.Host) int {
+	t.Helper()
+	time.Sleep(100 * time.Millisecond) // let sshd write its log
+	log, _ := os.ReadFile(h.SSHDLog)
+	return strings.Count(string(log), "Accepted publickey")
+}
+
+func TestJumpPoolSharesOneRouterConnection(t *testing.T) {
+	sim := startSim(t)
+	w := sim.Workers[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool := sshexec.NewJumpPool(200 * time.Millisecond)
+	defer pool.Close()
+	cfg := jumpConfig(t, sim, w.IP, w.HostKey)
+	cfg.Jump.HostKeyID = "known_hosts:sim"
+	cfg.JumpPool = pool
+	routerLogins := acceptedLogins(t, sim.Router)
+
+	// Three connections at once share one router connection; each is its
+	// own, verified connection to the worker.
+	clients := make([]*sshexec.Client, 3)
+	errs := make(chan error, len(clients))
+	for i := range clients {
+		go func() {
+			c, err := sshexec.Connect(ctx, cfg)
+			clients[i] = c
+			errs <- err
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		out, err := c.Output(ctx, "ip -4 -o addr show dev eth0")
+		if err != nil || !strings.Contains(string(out), w.IP+"/24") {
+			t.Fatalf("command did not run on the worker: %q, %v", out, err)
+		}
+	}
+	if got := pool.Dials(); got != 1 {
+		t.Errorf("pool dialed the router %d times, want 1", got)
+	}
+	if got := acceptedLogins(t, sim.Router) - routerLogins; got != 1 {
+		t.Errorf("router accepted %d logins, want 1", got)
+	}
+
+	// A wrong key for the worker fails through the pooled connection as
+	// it would on its own, and leaves the pooled connection usable.
+	bad := cfg
+	wrong, err := sshexec.PinnedHostKey(string(ssh.MarshalAuthorizedKey(newKey(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Target.HostKey = wrong
+	var mm *sshexec.HostKeyMismatchError
+	if _, err := sshexec.Connect(ctx, bad); !errors.As(err, &mm) {
+		t.Fatalf("want HostKeyMismatchError, got %v", err)
+	}
+	// Another router verification (other known_hosts) gets its own
+	// connection.
+	other := cfg
+	other.Jump = &sshexec.Endpoint{Addr: cfg.Jump.Addr, HostKey: cfg.Jump.HostKey, HostKeyID: "known_hosts:other"}
+	c4, err := sshexec.Connect(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c4.Close()
+	if got := pool.Dials(); got != 2 {
+		t.Errorf("pool dialed the router %d times, want 2 (one per HostKeyID)", got)
+	}
+
+	// Unused, the connection closes after the idle time; the next user
+	// dials again.
+	for _, c := range clients {
+		c.Close()
+		c.Close() // closing twice gives the pooled connection back once
+	}
+	c5, err := sshexec.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c5.Close()
+	if got := pool.Dials(); got != 2 {
+		t.Errorf("pool dialed %d times before the idle time, want 2", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	c6, err := sshexec.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c6.Close()
+	if _, err := c6.Output(ctx, "true"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pool.Dials(); got != 3 {
+		t.Errorf("pool dialed %d times after the idle time, want 3", got)
+	}
+}
+
+func TestJumpPoolUnreachableTargetKeepsRouterConnection(t *testing.T) {
+	sim := startSim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pool := sshexec.NewJumpPool(time.Minute)
+	defer pool.Close()
+	cfg := jumpConfig(t, sim, dcsim.UnusedWorkerIP, "")
+	cfg.Target.HostKey = ssh.FixedHostKey(sim.Workers[0].HostSigner.PublicKey())
+	cfg.HandshakeTimeout = 2 * time.Second
+	cfg.Jump.HostKeyID = "known_hosts:sim"
+	cfg.JumpPool = pool
+	retried := 0
+	cfg.OnRetry = func(int, error, time.Duration) { retried++ }
+	_, err := sshexec.Connect(ctx, cfg)
+	if err == nil {
+		t.Fatal("connected to an address no host has")
+	}
+	if retried != cfg.Attempts-1 {
+		t.Errorf("retried %d times, want %d", retried, cfg.Attempts-1)
+	}
+	if !strings.Contains(err.Error(), "gave up after 3 attempts") || !strings.Contains(err.Error(), dcsim.UnusedWorkerIP) || !strings.Contains(err.Error(), "through jump host") {
+		t.Errorf("error does not say what failed: %v", err)
+	}
+	// The worker that is there is reached through the same pool.
+	ok := jumpConfig(t, sim, sim.Workers[0].IP, sim.Workers[0].HostKey)
+	ok.Jump.HostKeyID, ok.JumpPool = "known_hosts:sim", pool
+	c, err := sshexec.Connect(ctx, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
