@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"archive/tar"
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -100,5 +101,80 @@ func TestPayloadAndEnv(t *testing.T) {
 	}
 	if strings.Join(names, " ") != "bootstrap.sh runner.sh stargate.env bootstrap-kubelet.conf ca.crt" {
 		t.Fatalf("payload files: %v", names)
+	}
+}
+
+// runRunner runs RunCommand for dir locally (as sshd would run it) with
+// payload on stdin and returns its output lines.
+func runRunner(t *testing.T, dir string, payload []byte, env []string) []string {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", RunCommand(dir))
+	cmd.Stdin = bytes.NewReader(payload)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("runner: %v\n%s", err, out)
+	}
+	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+}
+
+func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
+	tmp := t.TempDir()
+	// Not root: the runner uses sudo -n; a stand-in runs the command as is.
+	bin := filepath.Join(tmp, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte("#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	runs := filepath.Join(tmp, "runs")
+	script := "#!/bin/bash\necho run >>" + runs + "\necho one\necho two\nprintf 'no newline'\nexit 3\n"
+	payload, err := Payload([]byte(script), NodeConfig{NodeName: "n"}, []byte("kubeconfig"), []byte("ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := WorkDir(filepath.Join(tmp, "ops"), "op-1")
+	resultOf := func(lines []string) (int, []string) {
+		for i, l := range lines {
+			if r, ok := strings.CutPrefix(l, ResultMarker); ok {
+				code, _, err := ParseResult(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return code, lines[:i]
+			}
+		}
+		t.Fatalf("no result line in %q", lines)
+		return 0, nil
+	}
+	first := runRunner(t, dir, payload, env)
+	code, before := resultOf(first)
+	if code != 3 {
+		t.Errorf("exit code %d, want 3", code)
+	}
+	if got := strings.Join(before, "|"); got != "one|two|no newline" {
+		t.Errorf("output before the result: %q", got)
+	}
+	// The result ends output.log, so a follower sees it as soon as the
+	// script ends, not only when the runner exits.
+	log, err := os.ReadFile(filepath.Join(tmp, "ops", "op-1", "output.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+	if !strings.HasPrefix(lines[len(lines)-1], ResultMarker) {
+		t.Errorf("output.log does not end with the result: %q", log)
+	}
+	// A second runner (a restarted controller) follows; it does not run
+	// the script again, and sees the same output and result.
+	second := runRunner(t, dir, nil, env)
+	code2, before2 := resultOf(second)
+	if code2 != 3 || strings.Join(before2, "|") != "one|two|no newline" {
+		t.Errorf("follower saw %d, %q", code2, before2)
+	}
+	if b, _ := os.ReadFile(runs); strings.Count(string(b), "run") != 1 {
+		t.Errorf("the script ran %d times, want once", strings.Count(string(b), "run"))
 	}
 }

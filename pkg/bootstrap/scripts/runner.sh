@@ -3,7 +3,9 @@
 # The first runner in the directory starts the script detached (setsid), so
 # a dropped SSH session or a restarted controller does not stop it; any
 # later runner, e.g. of a restarted controller, only follows the output.
-# The last line is "@@stargate-result <exit code> <milliseconds>".
+# The result line "@@stargate-result <exit code> <milliseconds>" ends
+# output.log, so a follower sees it the moment the script ends; it is
+# printed once more at the end, after the follower's tail has stopped.
 set -u
 dir=$1
 cd "$dir" || exit 100
@@ -16,7 +18,7 @@ fi
 if mkdir started.d 2>/dev/null; then
   : >output.log
   # shellcheck disable=SC2016 # expanded by the inner shell
-  setsid sh -c 'start=$(date +%s%N); '"$sudo"' /bin/bash ./bootstrap.sh >>output.log 2>&1 </dev/null; rc=$?; end=$(date +%s%N); echo "$rc $(( (end - start) / 1000000 ))" >result.tmp; mv result.tmp result' >/dev/null 2>&1 </dev/null &
+  setsid sh -c 'start=$(date +%s%N); '"$sudo"' /bin/bash ./bootstrap.sh >>output.log 2>&1 </dev/null; rc=$?; end=$(date +%s%N); r="$rc $(( (end - start) / 1000000 ))"; printf "\n@@stargate-result %s\n" "$r" >>output.log; echo "$r" >result.tmp; mv result.tmp result' >/dev/null 2>&1 </dev/null &
   echo $! >pid.tmp
   mv pid.tmp pid
 fi
