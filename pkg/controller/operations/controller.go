@@ -20,10 +20,13 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
@@ -55,6 +58,7 @@ type Options struct {
 	OutputTailBytes        int
 	KubeAPIQPS             float32
 	KubeAPIBurst           int
+	JumpConnectionIdle     time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -73,6 +77,7 @@ func NewOptions() *Options {
 		OutputTailBytes:      4096,
 		KubeAPIQPS:           50,
 		KubeAPIBurst:         100,
+		JumpConnectionIdle:   30 * time.Second,
 	}
 }
 
@@ -106,6 +111,7 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RemoteWorkDir, "remote-work-dir", o.RemoteWorkDir, "Directory on servers for each Operation's payload and output; $HOME/.stargate/operations of the admin user when empty.")
 	fs.Float32Var(&o.KubeAPIQPS, "repave-kube-api-qps", o.KubeAPIQPS, "Queries per second the repave reconciler may send to the API server (client-go's default of 5 throttles parallel repaves).")
 	fs.IntVar(&o.KubeAPIBurst, "repave-kube-api-burst", o.KubeAPIBurst, "Burst of the repave reconciler's API client.")
+	fs.DurationVar(&o.JumpConnectionIdle, "jump-connection-idle", o.JumpConnectionIdle, "How long an unused SSH connection to a DC router stays open for the next repave through it (repaves through one router share one connection; each server's own host key is still verified end to end); 0 opens one per repave.")
 	fs.IntVar(&o.OutputTailBytes, "output-tail-bytes", o.OutputTailBytes, "How much of the script's output, redacted, is kept in Operation status.outputTail.")
 }
 
@@ -117,6 +123,9 @@ func (o *Options) Validate() error {
 	}
 	if o.APIServerURL == "" {
 		errs = append(errs, errors.New("--api-server-url is required: the API server URL workers join"))
+	}
+	if o.JumpConnectionIdle < 0 {
+		errs = append(errs, errors.New("--jump-connection-idle must not be negative"))
 	}
 	if o.MaxConcurrentRepaves < 1 {
 		errs = append(errs, errors.New("--max-concurrent-repaves must be at least 1"))
@@ -150,9 +159,39 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	r := &Reconciler{
 		Client:    cl,
 		APIReader: reader,
+		Direct:    reader,
 		Recorder:  mgr.GetEventRecorder("stargate-controller"),
 		Opts:      c.Opts,
 		nodes:     newNodeWaiter(),
+	}
+	// The bootstrap RBAC is made once when this replica leads, so the first
+	// repaves do not wait for it (they still would if it is not done yet).
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		log := ctrl.LoggerFrom(ctx).WithName("operations")
+		for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+			err := r.ensureRBAC(ctx)
+			if err == nil {
+				return nil
+			}
+			log.Error(err, "make the bootstrap RBAC; retrying", "wait", wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
+	})); err != nil {
+		return err
+	}
+	if c.Opts.JumpConnectionIdle > 0 {
+		r.Jumps = sshexec.NewJumpPool(c.Opts.JumpConnectionIdle)
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			r.Jumps.Close()
+			return nil
+		})); err != nil {
+			return err
+		}
 	}
 	if c.Opts.APIServerCAFile != "" {
 		ca, err := os.ReadFile(c.Opts.APIServerCAFile)
@@ -163,7 +202,10 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("operations").
-		For(&stargatev1alpha1.Operation{}).
+		// Only new Operations (and spec changes) start a reconcile: the
+		// status writes of a running repave would each queue one more
+		// reconcile that only reads the Operation again.
+		For(&stargatev1alpha1.Operation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Node{}, r.nodes.handler()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: c.Opts.MaxConcurrentRepaves}).
 		Complete(r)
@@ -173,10 +215,15 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 type Reconciler struct {
 	Client    client.Client
 	APIReader client.Reader
-	Recorder  events.EventRecorder
-	Opts      *Options
+	// Direct reads and writes around the cache; Client when nil.
+	Direct   client.Client
+	Recorder events.EventRecorder
+	Opts     *Options
 	// Dial opens SSH's first TCP connection; nil uses a net.Dialer.
 	Dial sshexec.DialFunc
+	// Jumps shares connections to DC routers among repaves; nil opens one
+	// per repave.
+	Jumps *sshexec.JumpPool
 
 	caPEM   []byte
 	rbacMu  sync.Mutex

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -86,9 +89,12 @@ func fail(reason string, format string, args ...any) error {
 
 // repave is one run of a repave Operation within one reconcile.
 type repave struct {
-	r   *Reconciler
-	op  *v1.Operation
-	log logr.Logger
+	r  *Reconciler
+	op *v1.Operation
+	// opName is op.Name for what runs beside the steps: op itself is
+	// rewritten by every status write.
+	opName string
+	log    logr.Logger
 
 	server  *v1.Server
 	profile *v1.ProvisioningProfile
@@ -99,9 +105,29 @@ type repave struct {
 	ssh     *sshexec.Client
 
 	resumedSteps map[string]bool
-	stepTimes    []any
+	// startedHere are steps this run recorded as Running itself.
+	startedHere map[string]bool
+	// token is the bootstrap token Secret of this Operation when this run
+	// made or found it; tokenOnly says this run made it, so it is the only
+	// one.
+	token      *corev1.Secret
+	tokenOnly  bool
+	tokenValue *bootstrap.Token
+	// serverDone is closed when the Server's Provisioning status is
+	// written (in the background, while the steps run).
+	serverDone chan struct{}
+
+	stepTimes []any
+	// scriptPhases times the script step from its start: the payload
+	// built, the first line of output read, the result line read.
+	scriptPhases []any
 	scriptTime   time.Duration
 	nodeWait     time.Duration
+	// statusWrites and statusWriteTime count the Operation's status
+	// writes; finishTime is the time finish took.
+	statusWrites    int
+	statusWriteTime time.Duration
+	finishTime      time.Duration
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -117,11 +143,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	log := logf.FromContext(ctx).WithValues("operation", klogRef(op), "server", op.Spec.ServerRef.Name)
-	rp := &repave{r: r, op: op, log: log, redact: newRedactor(), resumedSteps: map[string]bool{}}
+	rp := &repave{r: r, op: op, opName: op.Name, log: log, redact: newRedactor(), resumedSteps: map[string]bool{}, startedHere: map[string]bool{}}
 	defer func() {
 		if rp.ssh != nil {
 			_ = rp.ssh.Close()
 		}
+		rp.waitServer()
 	}()
 	return ctrl.Result{}, rp.run(ctx)
 }
@@ -140,7 +167,14 @@ func (p *repave) run(ctx context.Context) error {
 		p.op.Status.StartTime = &now
 		p.op.Status.Steps = nil
 		for _, s := range RepaveSteps {
-			p.op.Status.Steps = append(p.op.Status.Steps, v1.OperationStep{Name: s, State: v1.StepPending})
+			st := v1.OperationStep{Name: s, State: v1.StepPending}
+			if s == StepResolve {
+				// The first step starts with the Operation: one write
+				// records both.
+				st.State, st.StartTime = v1.StepRunning, &now
+				p.startedHere[s] = true
+			}
+			p.op.Status.Steps = append(p.op.Status.Steps, st)
 		}
 		p.op.Status.Message = "repave started"
 		if err := p.updateStatus(ctx); err != nil {
@@ -158,9 +192,15 @@ func (p *repave) run(ctx context.Context) error {
 	}
 	if first {
 		p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, "RepaveStarted", "Repave", "Operation %s started a repave", p.op.Name)
-		if err := p.setServerProvisioning(ctx); err != nil {
-			return err
-		}
+		// The Server's status is no step: it is written while the first
+		// steps run, and finished before the result is written.
+		p.serverDone = make(chan struct{})
+		go func() {
+			defer close(p.serverDone)
+			if err := p.setServerProvisioning(ctx); err != nil {
+				p.log.Error(err, "set Server status Provisioning")
+			}
+		}()
 	}
 	for _, s := range []struct {
 		name string
@@ -190,7 +230,8 @@ func (p *repave) run(ctx context.Context) error {
 	err := p.finish(ctx, "", nil)
 	wall := time.Since(start)
 	p.log.Info("repave finished", "wall", wall, "script", p.scriptTime, "nodeWait", p.nodeWait,
-		"overhead", wall-p.scriptTime-p.nodeWait, "steps", p.stepTimes)
+		"overhead", wall-p.scriptTime-p.nodeWait, "steps", p.stepTimes, "scriptStep", p.scriptPhases,
+		"statusWrites", p.statusWrites, "statusWriteTime", p.statusWriteTime, "finish", p.finishTime)
 	return err
 }
 
@@ -207,6 +248,16 @@ func stepSummary(op *v1.Operation) string {
 		fmt.Fprintf(&b, "%s=%s ", s.Name, s.State)
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// stepState is the recorded state of a step; Pending when not recorded.
+func (p *repave) stepState(name string) v1.StepState {
+	for _, s := range p.op.Status.Steps {
+		if s.Name == name {
+			return s.State
+		}
+	}
+	return v1.StepPending
 }
 
 func (p *repave) findStep(name string) *v1.OperationStep {
@@ -226,10 +277,10 @@ func (p *repave) step(ctx context.Context, name string, fn func(context.Context)
 	if s.State == v1.StepSucceeded {
 		return nil
 	}
-	if s.State == v1.StepRunning {
+	if s.State == v1.StepRunning && !p.startedHere[name] {
 		// An earlier run started this step and did not record its end.
 		p.resumedSteps[name] = true
-	} else {
+	} else if s.State != v1.StepRunning {
 		now := metav1.Now()
 		s.State, s.StartTime, s.Message = v1.StepRunning, &now, ""
 		if err := p.updateStatus(ctx); err != nil {
@@ -254,24 +305,52 @@ func (p *repave) step(ctx context.Context, name string, fn func(context.Context)
 
 func (p *repave) updateStatus(ctx context.Context) error {
 	p.op.Status.Message = p.redact.String(p.op.Status.Message)
-	if err := p.r.Client.Status().Update(ctx, p.op); err != nil {
+	began := time.Now()
+	err := p.r.Client.Status().Update(ctx, p.op)
+	p.statusWrites++
+	p.statusWriteTime += time.Since(began)
+	if err != nil {
 		return fmt.Errorf("update status of Operation %s: %w", p.op.Name, err)
 	}
 	return nil
 }
 
+// getAll reads objects around the cache at the same time: each read is a
+// round trip through the aggregator, and these do not depend on each other.
+func (p *repave) getAll(gets ...func() error) []error {
+	errs := make([]error, len(gets))
+	var wg sync.WaitGroup
+	for i, g := range gets[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i+1] = g()
+		}()
+	}
+	errs[0] = gets[0]()
+	wg.Wait()
+	return errs
+}
+
 func (p *repave) resolve(ctx context.Context) error {
 	ns := p.op.Namespace
 	p.server = &v1.Server{}
-	if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.op.Spec.ServerRef.Name}, p.server); err != nil {
+	p.profile = &v1.ProvisioningProfile{}
+	errs := p.getAll(
+		func() error {
+			return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.op.Spec.ServerRef.Name}, p.server)
+		},
+		func() error {
+			return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.op.Spec.ProvisioningProfileRef.Name}, p.profile)
+		})
+	if err := errs[0]; err != nil {
 		p.server = nil
 		if apierrors.IsNotFound(err) {
 			return fail(ReasonServerNotFound, "Server %s/%s (spec.serverRef) does not exist", ns, p.op.Spec.ServerRef.Name)
 		}
 		return err
 	}
-	p.profile = &v1.ProvisioningProfile{}
-	if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.op.Spec.ProvisioningProfileRef.Name}, p.profile); err != nil {
+	if err := errs[1]; err != nil {
 		if apierrors.IsNotFound(err) {
 			return fail(ReasonProfileNotFound, "ProvisioningProfile %s/%s (spec.provisioningProfileRef) does not exist", ns, p.op.Spec.ProvisioningProfileRef.Name)
 		}
@@ -282,7 +361,18 @@ func (p *repave) resolve(ctx context.Context) error {
 		return fail(ReasonCredentialsNotFound, "ProvisioningProfile %s names no SSH credentials Secret (spec.sshCredentialsSecretRef)", p.profile.Name)
 	}
 	var secret corev1.Secret
-	if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &secret); err != nil {
+	var cm corev1.ConfigMap
+	sr := p.profile.Spec.BootstrapScriptRef
+	gets := []func() error{func() error {
+		return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &secret)
+	}}
+	if sr != nil {
+		gets = append(gets, func() error {
+			return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: sr.Name}, &cm)
+		})
+	}
+	errs = p.getAll(gets...)
+	if err := errs[0]; err != nil {
 		if apierrors.IsNotFound(err) {
 			return fail(ReasonCredentialsNotFound, "SSH credentials Secret %s/%s (ProvisioningProfile %s spec.sshCredentialsSecretRef) does not exist", ns, ref.Name, p.profile.Name)
 		}
@@ -306,9 +396,8 @@ func (p *repave) resolve(ctx context.Context) error {
 		return fail(ReasonCredentialsInvalid, "ProvisioningProfile %s has no spec.adminUsername", p.profile.Name)
 	}
 	p.script = bootstrap.UbuntuScript
-	if sr := p.profile.Spec.BootstrapScriptRef; sr != nil {
-		var cm corev1.ConfigMap
-		if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: sr.Name}, &cm); err != nil {
+	if sr != nil {
+		if err := errs[1]; err != nil {
 			if apierrors.IsNotFound(err) {
 				return fail(ReasonScriptNotFound, "ConfigMap %s/%s (ProvisioningProfile %s spec.bootstrapScriptRef) does not exist", ns, sr.Name, p.profile.Name)
 			}
@@ -350,7 +439,11 @@ func (p *repave) sshConfig() (sshexec.Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		cfg.Jump = &sshexec.Endpoint{Addr: net.JoinHostPort(spec.RouterIP, strconv.Itoa(p.r.Opts.RouterSSHPort)), HostKey: jump}
+		// Repaves share a router connection only when they verify the
+		// router against the same known_hosts data.
+		sum := sha256.Sum256(p.known)
+		cfg.Jump = &sshexec.Endpoint{Addr: net.JoinHostPort(spec.RouterIP, strconv.Itoa(p.r.Opts.RouterSSHPort)), HostKey: jump, HostKeyID: "known_hosts:" + hex.EncodeToString(sum[:])}
+		cfg.JumpPool = p.r.Jumps
 	}
 	return cfg, nil
 }
@@ -429,29 +522,40 @@ func (p *repave) existingToken(ctx context.Context) (*corev1.Secret, error) {
 	return &list.Items[0], nil
 }
 
-func (p *repave) ensureRBAC(ctx context.Context) error {
-	p.r.rbacMu.Lock()
-	defer p.r.rbacMu.Unlock()
-	if p.r.rbacOK {
+// ensureRBAC makes the bootstrap RBAC once per process. It reads around
+// the cache: a cached read would start an informer on every
+// ClusterRoleBinding for three reads.
+func (r *Reconciler) ensureRBAC(ctx context.Context) error {
+	r.rbacMu.Lock()
+	defer r.rbacMu.Unlock()
+	if r.rbacOK {
 		return nil
 	}
-	if err := bootstrap.EnsureRBAC(ctx, p.r.Client); err != nil {
+	c := r.Direct
+	if c == nil {
+		c = r.Client
+	}
+	if err := bootstrap.EnsureRBAC(ctx, c); err != nil {
 		return err
 	}
-	p.r.rbacOK = true
+	r.rbacOK = true
 	return nil
 }
 
 func (p *repave) createToken(ctx context.Context) (string, error) {
-	if err := p.ensureRBAC(ctx); err != nil {
+	if err := p.r.ensureRBAC(ctx); err != nil {
 		return "", err
 	}
 	// A run interrupted after creating the Secret finds it again instead
-	// of making a second token.
-	if s, err := p.existingToken(ctx); err != nil {
-		return "", err
-	} else if s != nil {
-		return fmt.Sprintf("bootstrap token %s exists (group %s)", s.Name, bootstrap.Group), nil
+	// of making a second token. Only a run that recorded this step as
+	// Running can have made one, so a fresh step need not look.
+	if p.resumedSteps[StepToken] {
+		if s, err := p.existingToken(ctx); err != nil {
+			return "", err
+		} else if s != nil {
+			p.token = s
+			return fmt.Sprintf("bootstrap token %s exists (group %s)", s.Name, bootstrap.Group), nil
+		}
 	}
 	t, err := bootstrap.NewToken()
 	if err != nil {
@@ -463,6 +567,7 @@ func (p *repave) createToken(ctx context.Context) (string, error) {
 	if err := p.r.Client.Create(ctx, s); err != nil {
 		return "", fmt.Errorf("create bootstrap token Secret: %w", err)
 	}
+	p.token, p.tokenOnly, p.tokenValue = s, !p.resumedSteps[StepToken], &t
 	return fmt.Sprintf("bootstrap token %s created for group %s, expires %s", s.Name, bootstrap.Group, expires.UTC().Format(time.RFC3339)), nil
 }
 
@@ -500,16 +605,25 @@ func (p *repave) cluster(ctx context.Context) (bootstrap.Cluster, error) {
 }
 
 func (p *repave) payload(ctx context.Context) ([]byte, error) {
-	s, err := p.existingToken(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if s == nil {
-		return nil, fail(ReasonInternal, "the bootstrap token of this Operation is gone (deleted or expired) before the script started; repave again")
-	}
-	t, err := bootstrap.TokenFromSecret(s)
-	if err != nil {
-		return nil, fail(ReasonInternal, "%v", err)
+	var t bootstrap.Token
+	if p.tokenValue != nil {
+		// Made a moment ago by this run.
+		t = *p.tokenValue
+	} else {
+		s := p.token
+		if s == nil {
+			var err error
+			if s, err = p.existingToken(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if s == nil {
+			return nil, fail(ReasonInternal, "the bootstrap token of this Operation is gone (deleted or expired) before the script started; repave again")
+		}
+		var err error
+		if t, err = bootstrap.TokenFromSecret(s); err != nil {
+			return nil, fail(ReasonInternal, "%v", err)
+		}
 	}
 	p.redact.AddToken(t)
 	cl, err := p.cluster(ctx)
@@ -553,6 +667,10 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 		}
 		started = strings.TrimSpace(string(out)) == "started"
 	}
+	began := time.Now()
+	phase := func(name string) {
+		p.scriptPhases = append(p.scriptPhases, name, time.Since(began).Round(time.Millisecond).String())
+	}
 	var stdin io.Reader = bytes.NewReader(nil)
 	if !started {
 		payload, err := p.payload(ctx)
@@ -568,8 +686,13 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	tail := newTail(p.r.Opts.OutputTailBytes, p.redact)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	// rctx ends the session as soon as the result is in: the runner on the
+	// server only tidies up after that.
+	rctx, rcancel := context.WithCancel(sctx)
+	defer rcancel()
+	phase("payload")
 	go func() {
-		err := c.Run(sctx, bootstrap.RunCommand(dir), stdin, pw, pw)
+		err := c.Run(rctx, bootstrap.RunCommand(dir), stdin, pw, pw)
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -579,8 +702,17 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, bootstrap.ResultMarker) {
-			result = strings.TrimPrefix(line, bootstrap.ResultMarker)
+		if len(p.scriptPhases) == 2 {
+			phase("firstOutput")
+		}
+		if r, ok := strings.CutPrefix(line, bootstrap.ResultMarker); ok {
+			result = r
+			if _, _, err := bootstrap.ParseResult(r); err == nil {
+				phase("result")
+				rcancel()
+				pr.CloseWithError(io.EOF)
+				break
+			}
 			continue
 		}
 		tail.Add(line)
@@ -592,7 +724,9 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 			lastFlush = time.Now()
 		}
 	}
-	_, _ = io.Copy(io.Discard, pr)
+	if result == "" {
+		_, _ = io.Copy(io.Discard, pr)
+	}
 	runErr := <-done
 	p.op.Status.OutputTail = tail.String()
 	if result == "" {
@@ -669,10 +803,8 @@ func nodeReady(n *corev1.Node) *corev1.NodeCondition {
 // finish ends the Operation: Succeeded when err is nil, else Failed at
 // stepName. It deletes the bootstrap token and updates the Server.
 func (p *repave) finish(ctx context.Context, stepName string, err error) error {
-	if cerr := p.deleteTokens(ctx); cerr != nil {
-		// Keep the Operation active so the token is not forgotten.
-		return cerr
-	}
+	began := time.Now()
+	defer func() { p.finishTime = time.Since(began) }()
 	now := metav1.Now()
 	p.op.Status.CompletionTime = &now
 	cond := metav1.Condition{Type: stargate.ConditionSucceeded, ObservedGeneration: p.op.Generation}
@@ -700,13 +832,29 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, msg
 	}
 	meta.SetStatusCondition(&p.op.Status.Conditions, cond)
+	// The token goes and the Server gets the result at the same time, both
+	// before the Operation ends: who sees it ended sees the Server's
+	// status too, and a token that cannot be deleted keeps the Operation
+	// active, so it is not forgotten.
+	var serverErr error
+	var wg sync.WaitGroup
+	if p.server != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serverErr = p.setServerResult(ctx, cond)
+		}()
+	}
+	tokenErr := p.deleteTokens(ctx)
+	wg.Wait()
+	if serverErr != nil {
+		p.log.Error(serverErr, "update Server status")
+	}
+	if tokenErr != nil {
+		return tokenErr
+	}
 	if err := p.updateStatus(ctx); err != nil {
 		return err
-	}
-	if p.server != nil {
-		if serr := p.setServerResult(ctx, cond); serr != nil {
-			p.log.Error(serr, "update Server status")
-		}
 	}
 	if err == nil {
 		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", "Repave", "%s", cond.Message)
@@ -725,6 +873,17 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 }
 
 func (p *repave) deleteTokens(ctx context.Context) error {
+	switch {
+	case p.tokenOnly:
+		// Made by this run, which would have found any earlier one.
+		if err := p.r.Client.Delete(ctx, p.token); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete bootstrap token Secret %s: %w", p.token.Name, err)
+		}
+		return nil
+	case p.stepState(StepToken) == v1.StepPending:
+		// The step never started: no run made a token.
+		return nil
+	}
 	var list corev1.SecretList
 	if err := p.r.APIReader.List(ctx, &list, client.InNamespace(bootstrap.TokenNamespace),
 		client.MatchingLabels{bootstrap.LabelOperation: string(p.op.UID)}); err != nil {
@@ -738,52 +897,63 @@ func (p *repave) deleteTokens(ctx context.Context) error {
 	return nil
 }
 
-func (p *repave) updateServer(ctx context.Context, mutate func(s *v1.Server)) error {
+// updateServer changes the Server's status. The first try starts from base
+// when given (a copy just read), the others from a fresh read. It leaves
+// p.server as it is: steps read it while this runs in the background.
+func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(s *v1.Server)) error {
+	key, uid := client.ObjectKeyFromObject(p.server), p.server.UID
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var s v1.Server
-		if err := p.r.APIReader.Get(ctx, client.ObjectKeyFromObject(p.server), &s); err != nil {
+		if base != nil {
+			base.DeepCopyInto(&s)
+			base = nil
+		} else if err := p.r.APIReader.Get(ctx, key, &s); err != nil {
 			return err
 		}
-		if s.UID != p.server.UID {
+		if s.UID != uid {
 			return nil
 		}
 		mutate(&s)
-		if err := p.r.Client.Status().Update(ctx, &s); err != nil {
-			return err
-		}
-		p.server = &s
-		return nil
+		return p.r.Client.Status().Update(ctx, &s)
 	})
 }
 
+// waitServer waits for the Server's Provisioning status to be written.
+func (p *repave) waitServer() {
+	if p.serverDone != nil {
+		<-p.serverDone
+	}
+}
+
 func (p *repave) setServerProvisioning(ctx context.Context) error {
-	return p.updateServer(ctx, func(s *v1.Server) {
+	return p.updateServer(ctx, p.server, func(s *v1.Server) {
 		s.Status.Phase = v1.ServerProvisioning
-		s.Status.LastOperation = p.op.Name
+		s.Status.LastOperation = p.opName
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
-			Reason: ReasonProvisioning, Message: "Operation " + p.op.Name + " is repaving the server", ObservedGeneration: s.Generation})
+			Reason: ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
 		SetReadySummary(s)
 	})
 }
 
 func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) error {
-	return p.updateServer(ctx, func(s *v1.Server) {
-		if s.Status.LastOperation != "" && s.Status.LastOperation != p.op.Name {
+	p.waitServer()
+	return p.updateServer(ctx, nil, func(s *v1.Server) {
+		if s.Status.LastOperation != "" && s.Status.LastOperation != p.opName {
 			return // a newer Operation owns the status now
 		}
-		s.Status.LastOperation = p.op.Name
+		s.Status.LastOperation = p.opName
 		s.Status.ObservedGeneration = s.Generation
 		if opCond.Status == metav1.ConditionTrue {
 			s.Status.Phase = v1.ServerReady
 			s.Status.NodeName = p.nodeName()
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionTrue,
-				Reason: ReasonSucceeded, Message: "repaved by Operation " + p.op.Name, ObservedGeneration: s.Generation})
+				Reason: ReasonSucceeded, Message: "repaved by Operation " + p.opName, ObservedGeneration: s.Generation})
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionNodeReady, Status: metav1.ConditionTrue,
 				Reason: ReasonNodeReady, Message: "Node " + p.nodeName() + " is Ready", ObservedGeneration: s.Generation})
 		} else {
 			s.Status.Phase = v1.ServerFailed
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
-				Reason: opCond.Reason, Message: "Operation " + p.op.Name + ": " + opCond.Message, ObservedGeneration: s.Generation})
+				Reason: opCond.Reason, Message: "Operation " + p.opName + ": " + opCond.Message, ObservedGeneration: s.Generation})
 		}
 		SetReadySummary(s)
 	})

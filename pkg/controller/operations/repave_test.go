@@ -1,0 +1,223 @@
+package operations
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/bootstrap"
+	"github.com/stargate-k8s/stargate/pkg/controller/manager"
+)
+
+const ns = "dc-1"
+
+// testRead marks the test's own reads, which calls does not count.
+type testRead struct{}
+
+// calls counts what the reconciler asks of the API server.
+type calls struct{ statusWrites, secretLists, serverWrites atomic.Int32 }
+
+func testWorld(t *testing.T) (*Reconciler, *calls, client.Client) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	hk, _ := ssh.NewPublicKey(hostPub)
+	objs := []client.Object{
+		&v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s1", UID: "server-uid"}, Spec: v1.ServerSpec{
+			Hostname: "s1", IPAddress: "192.0.2.10", HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk))),
+			ProvisioningProfileRef: &v1.LocalObjectReference{Name: "p"},
+		}},
+		&v1.ProvisioningProfile{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"}, Spec: v1.ProvisioningProfileSpec{
+			KubernetesVersion: "1.37", AdminUsername: "root", SSHCredentialsSecretRef: &v1.LocalObjectReference{Name: "ssh"},
+		}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ssh"}, Type: corev1.SecretTypeSSHAuth,
+			Data: map[string][]byte{corev1.SSHAuthPrivateKey: pem.EncodeToMemory(block)}},
+		&v1.Operation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "op", UID: "op-uid"}, Spec: v1.OperationSpec{
+			ServerRef: v1.LocalObjectReference{Name: "s1"}, ProvisioningProfileRef: v1.LocalObjectReference{Name: "p"},
+		}},
+	}
+	c := &calls{}
+	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(objs...).
+		WithStatusSubresource(&v1.Operation{}, &v1.Server{}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			List: func(ctx context.Context, cl client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				if _, ok := list.(*corev1.SecretList); ok && ctx.Value(testRead{}) == nil {
+					c.secretLists.Add(1)
+				}
+				return cl.List(ctx, list, opts...)
+			},
+			SubResourceUpdate: func(ctx context.Context, cl client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+				switch obj.(type) {
+				case *v1.Operation:
+					c.statusWrites.Add(1)
+				case *v1.Server:
+					c.serverWrites.Add(1)
+				}
+				return cl.SubResource(sub).Update(ctx, obj, opts...)
+			},
+		}).Build()
+	opts := NewOptions()
+	opts.APIServerURL = "https://192.0.2.1:6443"
+	opts.SSHAttempts = 1
+	r := &Reconciler{Client: kube, APIReader: kube, Direct: kube, Recorder: events.NewFakeRecorder(100), Opts: opts,
+		nodes: newNodeWaiter(), caPEM: []byte("ca"),
+		Dial: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no route to host") },
+	}
+	return r, c, kube
+}
+
+func getOp(t *testing.T, kube client.Client) *v1.Operation {
+	t.Helper()
+	var op v1.Operation
+	if err := kube.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "op"}, &op); err != nil {
+		t.Fatal(err)
+	}
+	return &op
+}
+
+// A repave that fails to connect: the first write records the Operation
+// and its first step at once, one write starts Connect, one ends the
+// Operation; no token was made, so none is looked for; the Server gets
+// the result before the Operation ends.
+func TestRepaveUnreachableWritesOncePerStep(t *testing.T) {
+	r, c, kube := testWorld(t)
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "op"}}); err != nil {
+		t.Fatal(err)
+	}
+	op := getOp(t, kube)
+	if op.Status.Phase != v1.OperationFailed {
+		t.Fatalf("phase %s: %s", op.Status.Phase, op.Status.Message)
+	}
+	states := map[string]v1.StepState{}
+	for _, s := range op.Status.Steps {
+		states[s.Name] = s.State
+	}
+	if states[StepResolve] != v1.StepSucceeded || states[StepConnect] != v1.StepFailed || states[StepToken] != v1.StepPending {
+		t.Errorf("steps: %v", states)
+	}
+	if !strings.Contains(op.Status.Message, "no route to host") {
+		t.Errorf("message: %s", op.Status.Message)
+	}
+	if got := c.statusWrites.Load(); got != 3 {
+		t.Errorf("%d status writes, want 3 (start with the first step, Connect, end)", got)
+	}
+	if got := c.secretLists.Load(); got != 0 {
+		t.Errorf("listed bootstrap tokens %d times; no step made one", got)
+	}
+	var s v1.Server
+	if err := kube.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "s1"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Status.Phase != v1.ServerFailed || s.Status.LastOperation != "op" {
+		t.Errorf("Server status: %s, lastOperation %q", s.Status.Phase, s.Status.LastOperation)
+	}
+	if got := c.serverWrites.Load(); got != 2 {
+		t.Errorf("%d Server status writes, want 2 (Provisioning, Failed)", got)
+	}
+}
+
+func newRepave(t *testing.T, r *Reconciler, kube client.Client) *repave {
+	t.Helper()
+	p := &repave{r: r, op: getOp(t, kube), opName: "op", log: ctrl.Log, redact: newRedactor(), resumedSteps: map[string]bool{}, startedHere: map[string]bool{}}
+	if err := p.resolve(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range RepaveSteps {
+		p.op.Status.Steps = append(p.op.Status.Steps, v1.OperationStep{Name: s, State: v1.StepPending})
+	}
+	return p
+}
+
+func tokens(t *testing.T, kube client.Client) []corev1.Secret {
+	t.Helper()
+	var list corev1.SecretList
+	if err := kube.List(context.WithValue(context.Background(), testRead{}, true), &list, client.InNamespace(bootstrap.TokenNamespace), client.MatchingLabels{bootstrap.LabelOperation: "op-uid"}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// A fresh token step makes the token without looking for an earlier one
+// (none can exist), hands it to the payload and deletes it by name.
+func TestFreshTokenStepMakesOneTokenAndDeletesIt(t *testing.T) {
+	r, c, kube := testWorld(t)
+	p := newRepave(t, r, kube)
+	ctx := context.Background()
+	if err := p.step(ctx, StepToken, p.createToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.payload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tokens(t, kube)); n != 1 {
+		t.Fatalf("%d tokens, want 1", n)
+	}
+	if got := c.secretLists.Load(); got != 0 {
+		t.Errorf("listed tokens %d times, want 0", got)
+	}
+	if err := p.deleteTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tokens(t, kube)); n != 0 {
+		t.Errorf("%d tokens left", n)
+	}
+}
+
+// A token step an earlier run started (Running in the status) finds that
+// run's token instead of making another, and finish looks for every
+// token of the Operation.
+func TestResumedTokenStepReusesTheToken(t *testing.T) {
+	r, c, kube := testWorld(t)
+	ctx := context.Background()
+	tok, _ := bootstrap.NewToken()
+	earlier := bootstrap.TokenSecret(tok, metav1.Now().Add(3600e9), "earlier run", map[string]string{bootstrap.LabelOperation: "op-uid"})
+	if err := kube.Create(ctx, earlier); err != nil {
+		t.Fatal(err)
+	}
+	p := newRepave(t, r, kube)
+	p.findStep(StepToken).State = v1.StepRunning
+	if err := p.step(ctx, StepToken, p.createToken); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tokens(t, kube); len(ts) != 1 || ts[0].Name != earlier.Name {
+		t.Fatalf("tokens %v, want only the earlier run's", ts)
+	}
+	if !strings.Contains(p.findStep(StepToken).Message, "exists") {
+		t.Errorf("step message: %s", p.findStep(StepToken).Message)
+	}
+	if got := c.statusWrites.Load(); got != 0 {
+		t.Errorf("a resumed step was recorded again (%d writes)", got)
+	}
+	if err := p.deleteTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tokens(t, kube)); n != 0 {
+		t.Errorf("%d tokens left", n)
+	}
+	if got := c.secretLists.Load(); got != 2 {
+		t.Errorf("listed tokens %d times, want 2 (find the earlier one, delete all)", got)
+	}
+}
