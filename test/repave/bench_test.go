@@ -1,48 +1,155 @@
 package repave
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/controller/operations"
 )
 
 // cpuTime is the user+system CPU time of a process so far.
 func cpuTime(pid int) (time.Duration, error) {
+	own, _, err := procCPU(pid)
+	return own, err
+}
+
+// procCPU is a process's own user+system CPU time and that of its children
+// it has waited for.
+func procCPU(pid int) (own, children time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Fields after the command name, which is in parentheses.
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
+	n := func(i int) time.Duration {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		return time.Duration(v) * time.Second / 100 // USER_HZ is 100 on Linux
+	}
+	return n(11) + n(12), n(13) + n(14), nil
 }
 
-var finishedLine = regexp.MustCompile(`"repave finished".*wall="([^"]+)" script="([^"]+)" nodeWait="([^"]+)" overhead="([^"]+)".*`)
+// worldCPU is the CPU time so far of the rest of the test world: the API
+// side (kube-apiserver, its etcd, stargate-apiserver, kube-controller-
+// manager) and the simulated datacenter's sshd (each host's listener with
+// every session it has reaped: sshd's own work, the login shell, the
+// runner, the script; not the detached kubelet-standin).
+func (e *testEnv) worldCPU() (api, sshd time.Duration) {
+	u, _ := url.Parse(e.world.ControlPlane.Config.Host)
+	port := "--secure-port=" + u.Port()
+	var etcdURL string
+	cmdlines := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		cmdlines[pid] = cmd
+		if strings.Contains(cmd, "kube-apiserver") && strings.Contains(cmd, port+" ") {
+			if i := strings.Index(cmd, "--etcd-servers="); i >= 0 {
+				etcdURL = strings.Fields(cmd[i+len("--etcd-servers="):])[0]
+			}
+		}
+	}
+	for pid, cmd := range cmdlines {
+		argv0 := filepath.Base(strings.Fields(cmd + " x")[0])
+		isAPI := (argv0 == "kube-apiserver" && strings.Contains(cmd, port+" ")) ||
+			(argv0 == "etcd" && etcdURL != "" && strings.Contains(cmd, "--listen-client-urls="+etcdURL)) ||
+			((argv0 == "stargate-apiserver" || argv0 == "kube-controller-manager") && strings.Contains(cmd, e.dir))
+		// The listener retitles itself "sshd: /usr/sbin/sshd -D ... [listener] ...".
+		isSSHD := (argv0 == "sshd" || argv0 == "sshd:") && strings.Contains(cmd, " -D ") && strings.Contains(cmd, e.sim.Dir)
+		if !isAPI && !isSSHD {
+			continue
+		}
+		own, children, err := procCPU(pid)
+		if err != nil {
+			continue
+		}
+		if isAPI {
+			api += own + children
+		} else {
+			sshd += own + children
+		}
+	}
+	return api, sshd
+}
+
+var (
+	finishedLine = regexp.MustCompile(`"repave finished".*wall="([^"]+)" script="([^"]+)" nodeWait="([^"]+)" overhead="([^"]+)"(?: steps=(\[[^\]]*\]))?(?: scriptStep=(\[[^\]]*\]))?.*`)
+	writesField  = regexp.MustCompile(`statusWrites=(\d+) statusWriteTime="([^"]+)" finish="([^"]+)"`)
+	benchRun     atomic.Int64
+)
+
+// benchController is a stargate-controller program the benchmark runs.
+type benchController struct{ name, bin string }
+
+// benchControllers are the programs to compare: STARGATE_BENCH_CONTROLLERS
+// ("before=/path/a,after=/path/b") runs each in turn in the same world, for
+// before/after figures taken side by side; by default the one built from
+// this tree.
+func benchControllers(b *testing.B) []benchController {
+	v := os.Getenv("STARGATE_BENCH_CONTROLLERS")
+	if v == "" {
+		return []benchController{{"", env.controller}}
+	}
+	var out []benchController
+	for _, f := range strings.Split(v, ",") {
+		name, bin, ok := strings.Cut(f, "=")
+		if !ok {
+			b.Fatalf("STARGATE_BENCH_CONTROLLERS: %q is not name=program", f)
+		}
+		out = append(out, benchController{name, bin})
+	}
+	return out
+}
 
 // BenchmarkRepave repaves N servers at once (concurrency 10) through the
 // jump host and reports stargate-controller's own overhead per repave
 // (wall time of the Operation minus the script's and the wait for the
-// kubelet's TLS bootstrap) and its CPU time per repave.
+// kubelet's TLS bootstrap) and its CPU time per repave, with the mean time
+// of each step and of what lies between the steps (status writes, the
+// Server's status, deleting the token).
 func BenchmarkRepave(b *testing.B) {
 	for _, n := range []int{20, 50} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				benchRepave(b, n, i)
+		for _, ctl := range benchControllers(b) {
+			name := fmt.Sprintf("N=%d", n)
+			if ctl.name != "" {
+				name += "/" + ctl.name
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					benchRepave(b, ctl.bin, n)
+				}
+			})
+		}
 	}
 }
 
-func benchRepave(b *testing.B, n, round int) {
-	prefix := fmt.Sprintf("b%d-%d-", n, round)
+func benchRepave(b *testing.B, bin string, n int) {
+	prefix := fmt.Sprintf("b%d-%d-", n, benchRun.Add(1))
 	var names []string
 	for i := 0; i < n; i++ {
 		w := env.sim.Workers[i%len(env.sim.Workers)]
@@ -50,12 +157,15 @@ func benchRepave(b *testing.B, n, round int) {
 		env.server(b, name, w, nil)
 		names = append(names, name)
 	}
-	ctl := env.startController(b, prefix, "--max-concurrent-repaves=10")
+	// STARGATE_BENCH_CONTROLLER_ARGS adds flags, e.g. to see what one costs.
+	args := append([]string{"--max-concurrent-repaves=10"}, strings.Fields(os.Getenv("STARGATE_BENCH_CONTROLLER_ARGS"))...)
+	ctl := env.startControllerBinary(b, bin, prefix, args...)
 	time.Sleep(2 * time.Second) // let it start and sync its caches
 	cpu0, err := cpuTime(ctl.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
+	api0, sshd0 := env.worldCPU()
 	start := time.Now()
 	var ops []string
 	for _, s := range names {
@@ -69,19 +179,58 @@ func benchRepave(b *testing.B, n, round int) {
 	}
 	total := time.Since(start)
 	cpu1, _ := cpuTime(ctl.cmd.Process.Pid)
+	api1, sshd1 := env.worldCPU()
+	env.benchCleanup(b, names)
 	ctl.stop()
 	log, _ := os.ReadFile(ctl.log)
-	var wall, script, nodeWait, overhead time.Duration
+	if dir := os.Getenv("STARGATE_BENCH_LOG_DIR"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, filepath.Base(ctl.log)), log, 0o644)
+	}
+	var writes int
+	var writeTime, finishTime time.Duration
+	var wall, script, nodeWait, overhead, inSteps, sessionStart time.Duration
+	withPhases := 0
+	stepTotal := map[string]time.Duration{}
 	count := 0
+	d := func(s string) time.Duration { v, _ := time.ParseDuration(s); return v }
 	for i, m := range finishedLine.FindAllStringSubmatch(string(log), -1) {
 		if i < 2 {
 			b.Log(m[0])
 		}
-		d := func(s string) time.Duration { v, _ := time.ParseDuration(s); return v }
 		wall += d(m[1])
 		script += d(m[2])
 		nodeWait += d(m[3])
 		overhead += d(m[4])
+		var steps []string
+		if m[5] != "" {
+			if err := json.Unmarshal([]byte(m[5]), &steps); err != nil {
+				b.Fatalf("steps %s: %v", m[5], err)
+			}
+		}
+		for j := 0; j+1 < len(steps); j += 2 {
+			stepTotal[steps[j]] += d(steps[j+1])
+			inSteps += d(steps[j+1])
+		}
+		var phases []string
+		if m[6] != "" {
+			if err := json.Unmarshal([]byte(m[6]), &phases); err != nil {
+				b.Fatalf("scriptStep %s: %v", m[6], err)
+			}
+		}
+		ph := map[string]time.Duration{}
+		for j := 0; j+1 < len(phases); j += 2 {
+			ph[phases[j]] = d(phases[j+1])
+		}
+		if w := writesField.FindStringSubmatch(m[0]); w != nil {
+			n, _ := strconv.Atoi(w[1])
+			writes += n
+			writeTime += d(w[2])
+			finishTime += d(w[3])
+		}
+		if ph["firstOutput"] > 0 {
+			sessionStart += ph["firstOutput"] - ph["payload"]
+			withPhases++
+		}
 		count++
 	}
 	if count != n {
@@ -93,5 +242,57 @@ func benchRepave(b *testing.B, n, round int) {
 	b.ReportMetric(per(wall), "wall-ms/repave")
 	b.ReportMetric(per(script), "script-ms/repave")
 	b.ReportMetric(per(cpu1-cpu0), "cpu-ms/repave")
+	b.ReportMetric(per(api1-api0), "api-cpu-ms/repave")
+	b.ReportMetric(per(sshd1-sshd0), "sshd-cpu-ms/repave")
 	b.ReportMetric(total.Seconds(), "batch-s")
+	// Where the overhead goes: each step's own time (the script step
+	// without the script), and the time outside the steps.
+	if len(stepTotal) > 0 {
+		b.ReportMetric(per(stepTotal[operations.StepResolve]), "resolve-ms")
+		b.ReportMetric(per(stepTotal[operations.StepConnect]), "connect-ms")
+		b.ReportMetric(per(stepTotal[operations.StepToken]), "token-ms")
+		b.ReportMetric(per(stepTotal[operations.StepStaleNode]), "stalenode-ms")
+		b.ReportMetric(per(stepTotal[operations.StepScript]-script), "script-step-minus-script-ms")
+		b.ReportMetric(per(wall-inSteps), "between-steps-ms")
+	}
+	// From sending the command until the script's first line: sshd's
+	// session, the login shell, the runner (controllers that log it).
+	if withPhases > 0 {
+		b.ReportMetric(float64(sessionStart.Microseconds())/1000/float64(withPhases), "session-start-ms")
+	}
+	if writes > 0 {
+		b.ReportMetric(float64(writes)/float64(n), "status-writes/repave")
+		b.ReportMetric(per(writeTime), "status-write-ms")
+		b.ReportMetric(per(finishTime), "finish-ms")
+	}
+}
+
+// benchCleanup stops the kubelet stand-ins of a batch and deletes its
+// Servers and Nodes, so batches do not pile load on the next.
+func (e *testEnv) benchCleanup(b *testing.B, names []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, name := range names {
+		if pid, err := os.ReadFile(filepath.Join(e.stateDir, name, "pid")); err == nil {
+			if p, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil && p > 1 {
+				_ = syscall.Kill(p, syscall.SIGTERM)
+			}
+		}
+		_ = e.c.Delete(ctx, &v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: dc, Name: name}})
+		_ = e.c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	}
+	// The running controller removes its finalizers.
+	for _, name := range names {
+		for {
+			err := e.c.Get(ctx, client.ObjectKey{Namespace: dc, Name: name}, &v1.Server{})
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			if ctx.Err() != nil {
+				b.Logf("Server %s not deleted: %v", name, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }

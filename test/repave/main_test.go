@@ -143,7 +143,20 @@ func (e *testEnv) start(ctx context.Context) error {
 	}
 	e.stateDir = filepath.Join(e.dir, "nodes")
 	e.workDir = filepath.Join(e.dir, "remote")
-	if e.sim, err = dcsim.Start(ctx, dcsim.Options{Dir: filepath.Join(e.dir, "dc"), Workers: simWorkers, Logf: logf}); err != nil {
+	simOpts := dcsim.Options{Dir: filepath.Join(e.dir, "dc"), Workers: simWorkers, Logf: logf}
+	if os.Getenv("STARGATE_BENCH_PLAIN_LOGIN") != "" {
+		// For measurements only: bash reads ~/.bashrc for commands that
+		// come over SSH (when SHLVL is unset), and the hosts share this
+		// machine's home directories, so each session runs whatever the
+		// machine's root has there. SHLVL=1 skips it, as a production
+		// Ubuntu .bashrc does for non-interactive shells.
+		simOpts.SSHD = filepath.Join(e.dir, "sshd-plain-login")
+		if err := os.WriteFile(simOpts.SSHD, []byte("#!/bin/sh\nexec /usr/sbin/sshd -o 'SetEnv SHLVL=1' \"$@\"\n"), 0o755); err != nil {
+			return err
+		}
+		logf("STARGATE_BENCH_PLAIN_LOGIN: sessions skip root's ~/.bashrc")
+	}
+	if e.sim, err = dcsim.Start(ctx, simOpts); err != nil {
 		return err
 	}
 	u, err := url.Parse(cp.Config.Host)
@@ -276,6 +289,13 @@ type controllerProc struct {
 
 func (e *testEnv) startController(t testing.TB, name string, extra ...string) *controllerProc {
 	t.Helper()
+	return e.startControllerBinary(t, e.controller, name, extra...)
+}
+
+// startControllerBinary starts the stargate-controller program bin (e.g.
+// an older build to compare with).
+func (e *testEnv) startControllerBinary(t testing.TB, bin, name string, extra ...string) *controllerProc {
+	t.Helper()
 	logPath := filepath.Join(e.dir, "controller-"+name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -297,7 +317,7 @@ func (e *testEnv) startController(t testing.TB, name string, extra ...string) *c
 		"--node-ready-timeout=90s",
 		"--v=2",
 	}
-	cmd := e.sim.Command(e.controller, append(args, extra...)...)
+	cmd := e.sim.Command(bin, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
