@@ -280,6 +280,17 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	return err
 }
 
+// Nudge sends the server a request it ignores (no reply asked). Received
+// output is acknowledged by the TCP segments that carry it, on every hop
+// to the server: without that, sshd, which does not disable Nagle's
+// algorithm for sessions without a terminal, holds the next small piece
+// of output until the delayed acknowledgement comes (about 40 ms on Linux
+// per hop). Call it after reading output when the next piece matters
+// soon, e.g. a result line.
+func (c *Client) Nudge() {
+	_, _, _ = c.SendRequest("keepalive@openssh.com", false, nil)
+}
+
 // Output runs cmd and returns its stdout; stderr is included in the error.
 func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 	var out, errb strings.Builder

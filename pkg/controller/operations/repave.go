@@ -700,10 +700,16 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	lastFlush := time.Now()
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var lastNudge time.Time
 	for sc.Scan() {
 		line := sc.Text()
 		if len(p.scriptPhases) == 2 {
 			phase("firstOutput")
+		}
+		if time.Since(lastNudge) > 5*time.Millisecond {
+			// Let the next line, e.g. the result, come at once.
+			c.Nudge()
+			lastNudge = time.Now()
 		}
 		if r, ok := strings.CutPrefix(line, bootstrap.ResultMarker); ok {
 			result = r
