@@ -17,9 +17,15 @@ import (
 func TestConcurrentRepavesOnlyOneWins(t *testing.T) {
 	ctx := testContext(t)
 	servers := client.StargateV1alpha1().Servers(dc)
-	if _, err := servers.Create(ctx, server("racer", "10.50.1.40"), metav1.CreateOptions{}); err != nil {
+	// A fresh Server each run, so the test also passes with -count.
+	fresh := server("", "10.50.1.40")
+	fresh.GenerateName = "racer-"
+	fresh.Spec.Hostname = "racer"
+	created, err := servers.Create(ctx, fresh, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	racer := created.Name
 
 	const callers = 16
 	var (
@@ -35,7 +41,7 @@ func TestConcurrentRepavesOnlyOneWins(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			op, err := servers.Repave(ctx, "racer", &v1alpha1.RepaveRequest{Reason: "race"}, metav1.CreateOptions{})
+			op, err := servers.Repave(ctx, racer, &v1alpha1.RepaveRequest{Reason: "race"}, metav1.CreateOptions{})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -57,10 +63,10 @@ func TestConcurrentRepavesOnlyOneWins(t *testing.T) {
 	if len(won) != 1 || conflicts != callers-1 {
 		t.Fatalf("%d repaves won (%q) and %d got 409; want exactly 1 and %d", len(won), won, conflicts, callers-1)
 	}
-	if ops := operationsOf(t, "racer"); len(ops) != 1 || ops[0] != won[0] {
-		t.Fatalf("Operations of racer = %q, want only the winner %q", ops, won[0])
+	if ops := operationsOf(t, racer); len(ops) != 1 || ops[0] != won[0] {
+		t.Fatalf("Operations of %s = %q, want only the winner %q", racer, ops, won[0])
 	}
-	srv, err := servers.Get(ctx, "racer", metav1.GetOptions{})
+	srv, err := servers.Get(ctx, racer, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +76,12 @@ func TestConcurrentRepavesOnlyOneWins(t *testing.T) {
 
 	// The Operations of a server can be selected by field, as kubectl does
 	// with --field-selector.
-	selected, err := client.StargateV1alpha1().Operations(dc).List(ctx, metav1.ListOptions{FieldSelector: "spec.serverRef.name=racer"})
+	selected, err := client.StargateV1alpha1().Operations(dc).List(ctx, metav1.ListOptions{FieldSelector: "spec.serverRef.name=" + racer})
 	if err != nil {
 		t.Fatalf("list Operations by spec.serverRef.name: %v", err)
 	}
 	if len(selected.Items) != 1 || selected.Items[0].Name != won[0] {
-		t.Errorf("field selector spec.serverRef.name=racer selected %d Operations, want only %q", len(selected.Items), won[0])
+		t.Errorf("field selector spec.serverRef.name=%s selected %d Operations, want only %q", racer, len(selected.Items), won[0])
 	}
 
 	// Finish the Operation as the controller would; the server is free again.
@@ -88,7 +94,7 @@ func TestConcurrentRepavesOnlyOneWins(t *testing.T) {
 	if _, err := client.StargateV1alpha1().Operations(dc).UpdateStatus(ctx, op, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	next, err := servers.Repave(ctx, "racer", &v1alpha1.RepaveRequest{Reason: "again"}, metav1.CreateOptions{})
+	next, err := servers.Repave(ctx, racer, &v1alpha1.RepaveRequest{Reason: "again"}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("repave after the Operation failed: %v", err)
 	}

@@ -9,9 +9,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/storage/names"
 	"k8s.io/apiserver/pkg/util/dryrun"
+	"k8s.io/utils/keymutex"
 	"k8s.io/utils/ptr"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
@@ -19,10 +21,18 @@ import (
 )
 
 // RepaveREST serves POST servers/NAME/repave. It claims the Server for a
-// new Operation (status.lastOperation, written with optimistic concurrency,
-// so two repaves racing cannot both win), creates that Operation owned by
-// the Server, and returns it.
+// new Operation (status.lastOperation, written with optimistic concurrency
+// after checking the previous Operation is done), creates that Operation
+// owned by the Server, and returns it.
+//
+// Between the claim and the creation the claimed Operation does not exist
+// yet, and a missing Operation counts as done (it may have been deleted,
+// or this process may have died before creating it). So the claim and the
+// creation run under a lock per Server: two repaves racing through one
+// stargate-apiserver cannot both win. Across replicas sharing an external
+// etcd that window (the time to create one object) remains.
 type RepaveREST struct {
+	locks      keymutex.KeyMutex
 	servers    rest.Getter
 	status     rest.Updater
 	profiles   rest.Getter
@@ -54,6 +64,10 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 			return nil, err
 		}
 	}
+
+	key := genericapirequest.NamespaceValue(ctx) + "/" + name
+	r.locks.LockKey(key)
+	defer func() { _ = r.locks.UnlockKey(key) }()
 
 	serverObj, err := r.servers.Get(ctx, name, &metav1.GetOptions{})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/utils/keymutex"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	registry "github.com/stargate-k8s/stargate/pkg/registry/stargate"
@@ -55,7 +56,7 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, pr
 	return &Storage{
 		Server: &REST{store},
 		Status: status,
-		Repave: &RepaveREST{servers: store, status: status, profiles: profiles, operations: operations},
+		Repave: &RepaveREST{locks: keymutex.NewHashed(0), servers: store, status: status, profiles: profiles, operations: operations},
 		Routes: &RoutesREST{servers: store},
 	}, nil
 }
