@@ -483,15 +483,17 @@ func (p *repave) dial(ctx context.Context) (*sshexec.Client, error) {
 }
 
 func (p *repave) connect(ctx context.Context) (string, error) {
-	c, err := p.dial(ctx)
-	if err != nil {
+	if _, err := p.dial(ctx); err != nil {
 		return "", err
 	}
 	via := ""
 	if p.server.Spec.RouterIP != "" {
 		via = " through router " + p.server.Spec.RouterIP
 	}
-	return fmt.Sprintf("connected to %s%s as %s; host key verified (%s)", c.RemoteAddr(), via, p.profile.Spec.AdminUsername, hostKeyKind(p.server.Spec.HostKey)), nil
+	// Through a jump host the client's RemoteAddr is the channel's
+	// (0.0.0.0:0), so name the server's own address.
+	addr := net.JoinHostPort(p.server.Spec.IPAddress, strconv.Itoa(int(p.server.Spec.SSHPort)))
+	return fmt.Sprintf("connected to %s%s as %s; host key verified (%s)", addr, via, p.profile.Spec.AdminUsername, hostKeyKind(p.server.Spec.HostKey)), nil
 }
 
 func hostKeyKind(pinned string) string {
