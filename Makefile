@@ -6,7 +6,10 @@ SHELL := /usr/bin/env bash
 GO ?= go
 BIN := bin
 # The integration tests start real control planes; the whole suite takes a
-# few minutes, the timeout only catches hangs.
+# few minutes, the timeout only catches hangs. -count=1: the integration
+# tests build and run binaries (stargate-apiserver, stargate-controller)
+# from the tree, which go test's cache cannot see, so a cached pass could
+# hide a change to them.
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?=
 # Flags for hack/dev, e.g. `make dev DEV_FLAGS=-fresh`.
@@ -39,7 +42,7 @@ dev: test-bins
 	$(BIN)/stargate-dev $(DEV_FLAGS)
 
 test: test-bins
-	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 	hack/verify-codegen.sh
 
 verify:
