@@ -237,7 +237,8 @@ func handshake(ctx context.Context, conn net.Conn, ep Endpoint, cfg Config, time
 		deadline = d
 	}
 	_ = conn.SetDeadline(deadline)
-	sc, chans, reqs, err := ssh.NewClientConn(conn, ep.Addr, &ssh.ClientConfig{
+	ac := newAckConn(conn)
+	sc, chans, reqs, err := ssh.NewClientConn(ac, ep.Addr, &ssh.ClientConfig{
 		User:            cfg.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
 		HostKeyCallback: verify,
@@ -251,7 +252,9 @@ func handshake(ctx context.Context, conn net.Conn, ep Endpoint, cfg Config, time
 		return nil, fmt.Errorf("ssh handshake with %s: %w", ep.Addr, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return ssh.NewClient(sc, chans, reqs), nil
+	c := ssh.NewClient(sc, chans, reqs)
+	ac.acknowledge(c)
+	return c, nil
 }
 
 // Run runs cmd in a new session with stdin, stdout and stderr attached (any
@@ -278,17 +281,6 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
-}
-
-// Nudge sends the server a request it ignores (no reply asked). Received
-// output is acknowledged by the TCP segments that carry it, on every hop
-// to the server: without that, sshd, which does not disable Nagle's
-// algorithm for sessions without a terminal, holds the next small piece
-// of output until the delayed acknowledgement comes (about 40 ms on Linux
-// per hop). Call it after reading output when the next piece matters
-// soon, e.g. a result line.
-func (c *Client) Nudge() {
-	_, _, _ = c.SendRequest("keepalive@openssh.com", false, nil)
 }
 
 // Output runs cmd and returns its stdout; stderr is included in the error.

@@ -155,7 +155,6 @@ func TestRunThroughJumpHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Nudge() // ignored by sshd, the connection goes on
 	out, err := c.Output(ctx, "ip -4 -o addr show dev eth0")
 	if err != nil {
 		t.Fatal(err)

@@ -255,6 +255,14 @@ func (s *Sim) newHost(name, ns, addr string, router bool) (*Host, error) {
 	if router {
 		forwarding = "yes"
 	}
+	// Each host has a home of its own: the hosts share this machine's file
+	// system, and a session's shell would otherwise run whatever the
+	// machine's root keeps in ~/.bashrc (a real server's root has its own,
+	// which returns at once for commands that come over SSH).
+	home := filepath.Join(h.Dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, err
+	}
 	h.SSHDLog = filepath.Join(h.Dir, "sshd.log")
 	cfg := fmt.Sprintf(`Port 22
 ListenAddress 0.0.0.0
@@ -274,7 +282,8 @@ LogLevel VERBOSE
 MaxStartups 200
 MaxSessions 100
 Subsystem sftp internal-sftp
-`, h.Dir, forwarding)
+SetEnv HOME=%[3]s
+`, h.Dir, forwarding, home)
 	if err := os.WriteFile(filepath.Join(h.Dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

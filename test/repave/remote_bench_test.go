@@ -25,7 +25,6 @@ import (
 // empty session, and the runner with an empty bootstrap script (payload
 // upload, start, follow, result). It runs them one at a time and ten at
 // once, so the floor under the controller's overhead is known.
-// STARGATE_BENCH_NO_NUDGE=1 reads the output without sshexec's Nudge.
 func BenchmarkRepaveRemote(b *testing.B) {
 	for _, par := range []int{1, 10} {
 		b.Run(fmt.Sprintf("parallel=%d", par), func(b *testing.B) {
@@ -105,9 +104,6 @@ func benchRemote(b *testing.B, par, rounds int) {
 					line := sc.Text()
 					if t.firstLine == 0 {
 						t.firstLine = time.Since(t0)
-					}
-					if os.Getenv("STARGATE_BENCH_NO_NUDGE") == "" {
-						c.Nudge() // as the controller does
 					}
 					if strings.HasPrefix(line, bootstrap.ResultMarker) && t.result == 0 {
 						t.result = time.Since(t0)

@@ -114,8 +114,10 @@ type repave struct {
 	tokenOnly  bool
 	tokenValue *bootstrap.Token
 	// serverDone is closed when the Server's Provisioning status is
-	// written (in the background, while the steps run).
-	serverDone chan struct{}
+	// written (in the background, while the steps run); serverWritten is
+	// the Server as that write left it, where the result starts from.
+	serverDone    chan struct{}
+	serverWritten *v1.Server
 
 	stepTimes []any
 	// scriptPhases times the script step from its start: the payload
@@ -167,30 +169,27 @@ func (p *repave) run(ctx context.Context) error {
 		p.op.Status.StartTime = &now
 		p.op.Status.Steps = nil
 		for _, s := range RepaveSteps {
-			st := v1.OperationStep{Name: s, State: v1.StepPending}
-			if s == StepResolve {
-				// The first step starts with the Operation: one write
-				// records both.
-				st.State, st.StartTime = v1.StepRunning, &now
-				p.startedHere[s] = true
-			}
-			p.op.Status.Steps = append(p.op.Status.Steps, st)
+			p.op.Status.Steps = append(p.op.Status.Steps, v1.OperationStep{Name: s, State: v1.StepPending})
 		}
 		p.op.Status.Message = "repave started"
-		if err := p.updateStatus(ctx); err != nil {
-			return err
-		}
 		p.log.Info("repave started")
 	} else {
 		p.log.Info("resuming repave", "steps", stepSummary(p.op))
 	}
 
-	// References are read on every run (a resumed run needs them too); the
-	// step is recorded once.
+	// References are read on every run (a resumed run needs them too).
+	// The first run records the step when it is done, in the write that
+	// starts the next: it only reads, so the Operation's start, its end
+	// and the next step's start go in one write, and a run that stops
+	// before that write left nothing to find.
+	resolveStart := metav1.Now()
 	if err := p.resolve(ctx); err != nil {
 		return p.finish(ctx, StepResolve, err)
 	}
 	if first {
+		s := p.findStep(StepResolve)
+		s.State, s.StartTime = v1.StepRunning, &resolveStart
+		p.startedHere[StepResolve] = true
 		p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, "RepaveStarted", "Repave", "Operation %s started a repave", p.op.Name)
 		// The Server's status is no step: it is written while the first
 		// steps run, and finished before the result is written.
@@ -702,16 +701,10 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	lastFlush := time.Now()
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var lastNudge time.Time
 	for sc.Scan() {
 		line := sc.Text()
 		if len(p.scriptPhases) == 2 {
 			phase("firstOutput")
-		}
-		if time.Since(lastNudge) > 5*time.Millisecond {
-			// Let the next line, e.g. the result, come at once.
-			c.Nudge()
-			lastNudge = time.Now()
 		}
 		if r, ok := strings.CutPrefix(line, bootstrap.ResultMarker); ok {
 			result = r
@@ -905,25 +898,33 @@ func (p *repave) deleteTokens(ctx context.Context) error {
 	return nil
 }
 
-// updateServer changes the Server's status. The first try starts from base
-// when given (a copy just read), the others from a fresh read. It leaves
-// p.server as it is: steps read it while this runs in the background.
-func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(s *v1.Server)) error {
+// updateServer changes the Server's status and returns it as written (nil
+// when the Server was replaced). The first try starts from base when given
+// (a copy read or written a moment ago), the others from a fresh read. It
+// leaves p.server as it is: steps read it while this runs in the
+// background.
+func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(s *v1.Server)) (*v1.Server, error) {
 	key, uid := client.ObjectKeyFromObject(p.server), p.server.UID
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var s v1.Server
+	var written *v1.Server
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := &v1.Server{}
 		if base != nil {
-			base.DeepCopyInto(&s)
+			base.DeepCopyInto(s)
 			base = nil
-		} else if err := p.r.APIReader.Get(ctx, key, &s); err != nil {
+		} else if err := p.r.APIReader.Get(ctx, key, s); err != nil {
 			return err
 		}
 		if s.UID != uid {
 			return nil
 		}
-		mutate(&s)
-		return p.r.Client.Status().Update(ctx, &s)
+		mutate(s)
+		if err := p.r.Client.Status().Update(ctx, s); err != nil {
+			return err
+		}
+		written = s
+		return nil
 	})
+	return written, err
 }
 
 // waitServer waits for the Server's Provisioning status to be written.
@@ -934,18 +935,23 @@ func (p *repave) waitServer() {
 }
 
 func (p *repave) setServerProvisioning(ctx context.Context) error {
-	return p.updateServer(ctx, p.server, func(s *v1.Server) {
+	var err error
+	p.serverWritten, err = p.updateServer(ctx, p.server, func(s *v1.Server) {
 		s.Status.Phase = v1.ServerProvisioning
 		s.Status.LastOperation = p.opName
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
 			Reason: ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
 		SetReadySummary(s)
 	})
+	return err
 }
 
+// setServerResult writes the result into the Server's status, starting
+// from the Server as the Provisioning write left it (a conflict, e.g. with
+// the node health or routes controllers, reads it again).
 func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) error {
 	p.waitServer()
-	return p.updateServer(ctx, nil, func(s *v1.Server) {
+	_, err := p.updateServer(ctx, p.serverWritten, func(s *v1.Server) {
 		if s.Status.LastOperation != "" && s.Status.LastOperation != p.opName {
 			return // a newer Operation owns the status now
 		}
@@ -965,6 +971,7 @@ func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) e
 		}
 		SetReadySummary(s)
 	})
+	return err
 }
 
 // SetReadySummary sets the Server's Ready condition from Provisioned,
