@@ -13,9 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
@@ -31,10 +29,9 @@ const (
 	// apiPort is where the workers reach the kube-apiserver: on the
 	// router's worker-subnet address, forwarded to the host's loopback.
 	apiPort = 6443
-	// standinProfile names the ProvisioningProfile, the ConfigMap with
-	// its script and the SSH Secret of the simulated datacenter.
+	// standinProfile names the ProvisioningProfile of the simulated
+	// datacenter (dcsim.StandinScript).
 	standinProfile = "standin"
-	sshSecret      = "ssh"
 )
 
 // devBinaries are the programs the root path needs beyond the world's.
@@ -165,79 +162,14 @@ func startDatacenter(ctx context.Context, w *framework.World, bins devBinaries, 
 	return d, nil
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// standinScript is the dev profile's bootstrap script. The simulated hosts
-// share this machine's filesystem, so the default (Ubuntu) script would
-// install packages and start services on the real host; this one only
-// starts kubelet-standin, which does the real TLS bootstrap with the token
-// and CA the Operation delivered, registers the Node and reports Ready.
-func standinScript(stateDir, standin string) string {
-	return fmt.Sprintf(`#!/bin/bash
-# Dev profile of make dev: starts kubelet-standin instead of a kubelet.
-set -euo pipefail
-# shellcheck source=/dev/null
-. ./stargate.env
-state=%[1]s/"$STARGATE_NODE_NAME"
-mkdir -p "$state"
-if [ -s "$state/pid" ]; then kill "$(cat "$state/pid")" 2>/dev/null || true; fi
-rm -f "$state/kubelet.conf"
-cp bootstrap-kubelet.conf "$state/bootstrap-kubelet.conf"
-setsid %[2]s --bootstrap-kubeconfig "$state/bootstrap-kubelet.conf" --kubeconfig "$state/kubelet.conf" \
-  --node-name "$STARGATE_NODE_NAME" --node-ip "$STARGATE_NODE_IP" --node-labels "$STARGATE_NODE_LABELS" --serving-csr \
-  >"$state/standin.log" 2>&1 </dev/null &
-echo $! >"$state/pid"
-echo "kubelet-standin started for $STARGATE_NODE_NAME"
-`, shellQuote(stateDir), shellQuote(standin))
-}
-
 // fixtures creates or updates the objects of the simulated datacenter and
 // removes what a previous run left that cannot be true any more (its hosts
 // and kubelets are gone): Operations in dc-sim and the Nodes it joined.
 func (d *datacenter) fixtures(ctx context.Context, c client.Client, standin string) error {
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: simNamespace}},
-		// The dev kube-apiserver authorizes with RBAC only (no Node
-		// authorizer): let nodes do what kubelets do.
-		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "stargate-dev:nodes"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}},
-		},
-		&corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: sshSecret, Namespace: simNamespace},
-			Type:       corev1.SecretTypeSSHAuth,
-			Data:       map[string][]byte{corev1.SSHAuthPrivateKey: d.Sim.ClientKeyPEM, "known_hosts": d.Sim.KnownHosts()},
-		},
-		&corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: standinProfile, Namespace: simNamespace},
-			Data:       map[string]string{"bootstrap.sh": standinScript(d.StandinDir, standin)},
-		},
-		&v1.ProvisioningProfile{
-			ObjectMeta: metav1.ObjectMeta{Name: standinProfile, Namespace: simNamespace},
-			Spec: v1.ProvisioningProfileSpec{
-				KubernetesVersion:       "1.37",
-				AdminUsername:           "root",
-				SSHCredentialsSecretRef: &v1.LocalObjectReference{Name: sshSecret},
-				BootstrapScriptRef:      &v1.ConfigMapKeyReference{Name: standinProfile, Key: "bootstrap.sh"},
-			},
-		},
-	}
+	objs := d.Sim.Fixtures(simNamespace, "stargate-dev:nodes",
+		dcsim.Profile{Name: standinProfile, Script: dcsim.StandinScript(d.StandinDir, standin, 0)})
 	for _, h := range d.Sim.Workers {
-		objs = append(objs, &v1.Server{
-			ObjectMeta: metav1.ObjectMeta{Name: h.Name, Namespace: simNamespace},
-			Spec: v1.ServerSpec{
-				Hostname:               h.Name,
-				IPAddress:              h.IP,
-				RouterIP:               dcsim.RouterTailnetIP,
-				SSHPort:                22,
-				HostKey:                h.HostKey,
-				ProvisioningProfileRef: &v1.LocalObjectReference{Name: standinProfile},
-			},
-		})
+		objs = append(objs, dcsim.Server(simNamespace, h.Name, h, standinProfile))
 	}
 	// Right after the namespace is created stargate-apiserver's admission
 	// may not have seen it yet: retry for a while.

@@ -21,9 +21,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
@@ -144,18 +141,6 @@ func (e *testEnv) start(ctx context.Context) error {
 	e.stateDir = filepath.Join(e.dir, "nodes")
 	e.workDir = filepath.Join(e.dir, "remote")
 	simOpts := dcsim.Options{Dir: filepath.Join(e.dir, "dc"), Workers: simWorkers, Logf: logf}
-	if os.Getenv("STARGATE_BENCH_PLAIN_LOGIN") != "" {
-		// For measurements only: bash reads ~/.bashrc for commands that
-		// come over SSH (when SHLVL is unset), and the hosts share this
-		// machine's home directories, so each session runs whatever the
-		// machine's root has there. SHLVL=1 skips it, as a production
-		// Ubuntu .bashrc does for non-interactive shells.
-		simOpts.SSHD = filepath.Join(e.dir, "sshd-plain-login")
-		if err := os.WriteFile(simOpts.SSHD, []byte("#!/bin/sh\nexec /usr/sbin/sshd -o 'SetEnv SHLVL=1' \"$@\"\n"), 0o755); err != nil {
-			return err
-		}
-		logf("STARGATE_BENCH_PLAIN_LOGIN: sessions skip root's ~/.bashrc")
-	}
 	if e.sim, err = dcsim.Start(ctx, simOpts); err != nil {
 		return err
 	}
@@ -189,61 +174,12 @@ func (e *testEnv) stop() {
 	}
 }
 
-// standinScript is the test profile's bootstrap script: it counts its runs,
-// shows that the token reaches the output (to be redacted), and starts
-// kubelet-standin detached.
-func (e *testEnv) standinScript(sleep time.Duration) string {
-	return fmt.Sprintf(`#!/bin/bash
-set -euo pipefail
-. ./stargate.env
-state=%[1]s/$STARGATE_NODE_NAME
-mkdir -p "$state"
-echo run >>"$state/runs"
-echo "bootstrap kubeconfig: $(grep token: bootstrap-kubelet.conf)"
-sleep %[3]d
-if [ -s "$state/pid" ]; then kill "$(cat "$state/pid")" 2>/dev/null || true; fi
-cp bootstrap-kubelet.conf "$state/bootstrap-kubelet.conf"
-setsid %[2]s --bootstrap-kubeconfig "$state/bootstrap-kubelet.conf" --kubeconfig "$state/kubelet.conf" \
-  --node-name "$STARGATE_NODE_NAME" --node-ip "$STARGATE_NODE_IP" --node-labels "$STARGATE_NODE_LABELS" --serving-csr \
-  >"$state/standin.log" 2>&1 </dev/null &
-echo $! >"$state/pid"
-echo "kubelet-standin started for $STARGATE_NODE_NAME"
-`, e.stateDir, e.standin, int(sleep.Seconds()))
-}
-
 func (e *testEnv) fixtures(ctx context.Context) error {
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: dc}},
-		// The test kube-apiserver runs RBAC without the Node authorizer:
-		// let nodes do what kubelets do.
-		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "test:nodes"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}},
-		},
-		&corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "ssh", Namespace: dc},
-			Type:       corev1.SecretTypeSSHAuth,
-			Data:       map[string][]byte{corev1.SSHAuthPrivateKey: e.sim.ClientKeyPEM, "known_hosts": e.sim.KnownHosts()},
-		},
-		&corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: "standin", Namespace: dc},
-			Data:       map[string]string{"fast.sh": e.standinScript(0), "slow.sh": e.standinScript(6 * time.Second)},
-		},
-	}
-	for _, name := range []string{"fast", "slow"} {
-		objs = append(objs, &v1.ProvisioningProfile{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: dc},
-			Spec: v1.ProvisioningProfileSpec{
-				KubernetesVersion:       "1.37",
-				AdminUsername:           "root",
-				SSHCredentialsSecretRef: &v1.LocalObjectReference{Name: "ssh"},
-				BootstrapScriptRef:      &v1.ConfigMapKeyReference{Name: "standin", Key: name + ".sh"},
-				NodeLabels:              map[string]string{"example.com/rack": "r1"},
-			},
-		})
-	}
-	for _, o := range objs {
+	labels := map[string]string{"example.com/rack": "r1"}
+	for _, o := range e.sim.Fixtures(dc, "test:nodes",
+		dcsim.Profile{Name: "fast", Script: dcsim.StandinScript(e.stateDir, e.standin, 0), NodeLabels: labels},
+		dcsim.Profile{Name: "slow", Script: dcsim.StandinScript(e.stateDir, e.standin, 6*time.Second), NodeLabels: labels},
+	) {
 		if err := e.c.Create(ctx, o); err != nil {
 			return fmt.Errorf("create %T %s: %w", o, o.GetName(), err)
 		}
@@ -254,23 +190,7 @@ func (e *testEnv) fixtures(ctx context.Context) error {
 // server creates Server name for worker host h (nil: an address no host has).
 func (e *testEnv) server(t testing.TB, name string, h *dcsim.Host, mutate func(*v1.Server)) *v1.Server {
 	t.Helper()
-	ip := dcsim.UnusedWorkerIP
-	if h != nil {
-		ip = h.IP
-	}
-	s := &v1.Server{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: dc},
-		Spec: v1.ServerSpec{
-			Hostname:               name,
-			IPAddress:              ip,
-			RouterIP:               dcsim.RouterTailnetIP,
-			SSHPort:                22,
-			ProvisioningProfileRef: &v1.LocalObjectReference{Name: "fast"},
-		},
-	}
-	if h != nil {
-		s.Spec.HostKey = h.HostKey
-	}
+	s := dcsim.Server(dc, name, h, "fast")
 	if mutate != nil {
 		mutate(s)
 	}
