@@ -142,7 +142,7 @@ func WorkDir(base, operationUID string) string {
 // stdin (unless the script already started: then stdin is drained) and
 // runs or follows the script through the runner. dir comes from WorkDir.
 func RunCommand(dir string) string {
-	return fmt.Sprintf(`umask 077 && mkdir -p %[1]s && if [ -d %[1]s/started.d ]; then cat >/dev/null; else tar -x -o -f - -C %[1]s; fi && exec sh %[1]s/runner.sh %[1]s`, dir)
+	return fmt.Sprintf(`umask 077 && mkdir -p %[1]s && if [ -d %[1]s/started.d ]; then cat >/dev/null; else tar -x -m -o -f - -C %[1]s; fi && exec sh %[1]s/runner.sh %[1]s`, dir)
 }
 
 // StartedCommand prints "started" when the script of dir has started.

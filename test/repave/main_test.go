@@ -46,6 +46,8 @@ type testEnv struct {
 	c          client.Client
 	dir        string
 	controller string // binary
+	// controllerKC is the kubeconfig of the controller's ServiceAccount.
+	controllerKC string
 	standin    string // binary
 	caFile     string
 	stateDir   string // kubelet-standin state, per node
@@ -154,7 +156,11 @@ func (e *testEnv) start(ctx context.Context) error {
 	if _, err := e.sim.ExposeToCloud(u.Host); err != nil {
 		return err
 	}
-	return e.fixtures(ctx)
+	if err := e.fixtures(ctx); err != nil {
+		return err
+	}
+	e.controllerKC, err = e.controllerKubeconfig(ctx, root)
+	return err
 }
 
 func (e *testEnv) stop() {
@@ -222,7 +228,7 @@ func (e *testEnv) startControllerBinary(t testing.TB, bin, name string, extra ..
 		t.Fatal(err)
 	}
 	args := []string{
-		"--kubeconfig=" + e.world.ControlPlane.AdminKubeconfig,
+		"--kubeconfig=" + e.controllerKC,
 		"--leader-elect=false",
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=127.0.0.1:0",

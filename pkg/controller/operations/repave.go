@@ -597,7 +597,9 @@ func (p *repave) cluster(ctx context.Context) (bootstrap.Cluster, error) {
 	ca := p.r.caPEM
 	if len(ca) == 0 {
 		var cm corev1.ConfigMap
-		if err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: metav1.NamespaceSystem, Name: "kube-root-ca.crt"}, &cm); err != nil {
+		// Around the cache: a cached read would list and watch every
+		// ConfigMap of the cluster for this one.
+		if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: metav1.NamespaceSystem, Name: "kube-root-ca.crt"}, &cm); err != nil {
 			return bootstrap.Cluster{}, fmt.Errorf("no --api-server-ca-file and cannot read kube-system/kube-root-ca.crt: %w", err)
 		}
 		ca = []byte(cm.Data["ca.crt"])
