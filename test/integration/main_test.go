@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,46 +27,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "%s world: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-	}
 	// STARGATE_APISERVER_BINARY runs a prebuilt server instead of building
 	// ./cmd/apiserver from the working tree.
-	w, err := framework.StartWorld(ctx, framework.WorldOptions{
-		StargateBinary: os.Getenv("STARGATE_APISERVER_BINARY"),
-		Logf:           logf,
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: cannot start the integration test world: %v\n", err)
-		return 1
-	}
-	world = w
-	code := 1
-	defer func() {
-		if code != 0 {
-			w.KeepDir = true
-			logf("tests failed; logs and kubeconfigs kept in %s", w.Dir)
-		}
-		if err := w.Stop(); err != nil {
-			logf("stopping: %v", err)
-		}
-	}()
-	if client, err = versioned.NewForConfig(w.ControlPlane.Config); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
-		return 1
-	}
-	if err := createFixtures(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: create fixtures: %v\n", err)
-		return 1
-	}
-	code = m.Run()
-	return code
+	os.Exit(framework.RunWithWorld(m, framework.WorldOptions{StargateBinary: os.Getenv("STARGATE_APISERVER_BINARY")},
+		func(ctx context.Context, w *framework.World) error {
+			world = w
+			var err error
+			if client, err = versioned.NewForConfig(w.ControlPlane.Config); err != nil {
+				return err
+			}
+			if err := createFixtures(ctx); err != nil {
+				return fmt.Errorf("create fixtures: %w", err)
+			}
+			return nil
+		}))
 }
 
 // createFixtures makes the datacenter namespace, the profile's Secret, the

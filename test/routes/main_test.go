@@ -33,34 +33,13 @@ var (
 	client versioned.Interface
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "world: "+format+"\n", args...) }
-	w, err := framework.StartWorld(ctx, framework.WorldOptions{Logf: logf})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: cannot start the integration test world: %v\n", err)
-		return 1
-	}
-	world = w
-	code := 1
-	defer func() {
-		if code != 0 {
-			w.KeepDir = true
-			logf("tests failed; logs kept in %s", w.Dir)
-		}
-		if err := w.Stop(); err != nil {
-			logf("stopping: %v", err)
-		}
-	}()
-	if client, err = versioned.NewForConfig(w.ControlPlane.Config); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
-		return 1
-	}
-	code = m.Run()
-	return code
+func TestMain(m *testing.M) {
+	os.Exit(framework.RunWithWorld(m, framework.WorldOptions{}, func(_ context.Context, w *framework.World) error {
+		world = w
+		var err error
+		client, err = versioned.NewForConfig(w.ControlPlane.Config)
+		return err
+	}))
 }
 
 // ciliumNodeCRD reads the CiliumNode CRD manifest out of the cilium Go
