@@ -15,6 +15,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	serverstorage "k8s.io/apiserver/pkg/server/storage"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -64,8 +65,9 @@ func NewOptions(stdout io.Writer) *Options {
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
 	// Store protobuf, as kube-apiserver does for built-in types: smaller in
-	// etcd and cheaper to decode on every list. Objects stored as JSON
-	// (by --storage-media-type=application/json) are still read.
+	// etcd and cheaper to decode on every read. Config builds the storage
+	// codec from --storage-media-type (the generic options only keep the
+	// flag); objects stored in another media type are still read.
 	o.RecommendedOptions.Etcd.DefaultStorageMediaType = runtime.ContentTypeProtobuf
 	// MutatingAdmissionPolicy waits for admissionregistration.k8s.io/v1
 	// mutating policies, which clusters before Kubernetes 1.36 (AKS among
@@ -179,8 +181,26 @@ func (o *Options) Config() (*Config, error) {
 	c.FeatureGate = o.components.FeatureGateFor(basecompatibility.DefaultKubeComponent)
 	c.EffectiveVersion = o.components.EffectiveVersionFor(basecompatibility.DefaultKubeComponent)
 
+	codec, err := StorageCodec(o.RecommendedOptions.Etcd.DefaultStorageMediaType)
+	if err != nil {
+		return nil, fmt.Errorf("--storage-media-type: %w", err)
+	}
+	o.RecommendedOptions.Etcd.StorageConfig.Codec = codec
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}
 	return &Config{GenericConfig: c}, nil
+}
+
+// StorageCodec is the codec of objects in etcd: it writes v1alpha1 in
+// mediaType and reads v1alpha1 in any media type the server knows, so data
+// written before a change of --storage-media-type stays readable.
+func StorageCodec(mediaType string) (runtime.Codec, error) {
+	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
+		StorageMediaType:  mediaType,
+		StorageSerializer: Codecs,
+		StorageVersion:    v1alpha1.SchemeGroupVersion,
+		MemoryVersion:     schema.GroupVersion{Group: v1alpha1.GroupName, Version: runtime.APIVersionInternal},
+	})
+	return codec, err
 }

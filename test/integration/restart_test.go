@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -78,6 +79,11 @@ func TestRestartKeepsObjectsWithExternalEtcd(t *testing.T) {
 	if n := etcdKeys(t, cp.EtcdURL(), prefix+"/"); n == 0 {
 		t.Fatalf("no keys under %s in the external etcd after creating a Server", prefix)
 	}
+	// Stored as protobuf (the default --storage-media-type), as
+	// kube-apiserver stores built-in types.
+	if v := etcdValue(t, cp.EtcdURL(), prefix+"/", "/servers/"+dc+"/persist-external"); !bytes.HasPrefix(v, []byte("k8s\x00")) {
+		t.Fatalf("Server persist-external is not stored as protobuf: %q", v[:min(len(v), 60)])
+	}
 
 	if err := external.Restart(ctx); err != nil {
 		t.Fatalf("restart stargate-apiserver: %v", err)
@@ -126,4 +132,27 @@ func etcdKeys(t *testing.T, url, prefix string) int64 {
 		t.Fatalf("read etcd at %s: %v", url, err)
 	}
 	return resp.Count
+}
+
+// etcdValue is the value of the one key under prefix that ends in suffix.
+func etcdValue(t *testing.T, url, prefix, suffix string) []byte {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.Get(testContext(t), prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("read etcd at %s: %v", url, err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key))
+		if strings.HasSuffix(string(kv.Key), suffix) {
+			return kv.Value
+		}
+	}
+	t.Fatalf("no key under %s ends in %s; keys: %v", prefix, suffix, keys)
+	return nil
 }
