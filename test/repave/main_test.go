@@ -48,10 +48,10 @@ type testEnv struct {
 	controller string // binary
 	// controllerKC is the kubeconfig of the controller's ServiceAccount.
 	controllerKC string
-	standin    string // binary
-	caFile     string
-	stateDir   string // kubelet-standin state, per node
-	workDir    string // --remote-work-dir
+	standin      string // binary
+	caFile       string
+	stateDir     string // kubelet-standin state, per node
+	workDir      string // --remote-work-dir
 }
 
 func TestMain(m *testing.M) {
