@@ -309,13 +309,7 @@ func (d *datacenter) ControllerExit() string {
 func (d *datacenter) Stop() {
 	d.logf("stopping stargate-controller, the datacenter simulation and kube-controller-manager")
 	if d.controller != nil && d.controller.Process != nil {
-		_ = d.controller.Process.Signal(os.Interrupt)
-		select {
-		case <-d.done:
-		case <-time.After(15 * time.Second):
-			_ = d.controller.Process.Kill()
-			<-d.done
-		}
+		framework.StopProcess(d.controller.Process, d.done, os.Interrupt, 15*time.Second)
 	}
 	if d.Sim != nil {
 		if err := d.Sim.Stop(); err != nil {

@@ -143,12 +143,6 @@ func (k *ControllerManager) Stop() error {
 	if k == nil || k.cmd == nil || k.cmd.Process == nil {
 		return nil
 	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(10 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
+	StopProcess(k.cmd.Process, k.done, syscall.SIGTERM, 10*time.Second)
 	return nil
 }

@@ -234,12 +234,7 @@ func (s *Stargate) Stop() error {
 	if !s.Running() {
 		return nil
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
+	if StopProcess(s.cmd.Process, s.done, syscall.SIGTERM, 30*time.Second) {
 		return fmt.Errorf("stargate-apiserver did not exit within 30s of SIGTERM; killed it")
 	}
 	s.opts.Logf("stopped stargate-apiserver")

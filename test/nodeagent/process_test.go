@@ -131,15 +131,7 @@ current-context: agent
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	defer framework.StopProcess(cmd.Process, exited, syscall.SIGTERM, 10*time.Second)
 	logTail := func() string { b, _ := os.ReadFile(logFile); return string(b) }
 
 	base := "http://" + addr

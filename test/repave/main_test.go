@@ -266,12 +266,7 @@ func (p *controllerProc) stop() {
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.kill()
-	}
+	framework.StopProcess(p.cmd.Process, p.done, os.Interrupt, 15*time.Second)
 }
 
 // repave asks for a repave the way users do and returns the Operation name.
