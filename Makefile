@@ -15,16 +15,17 @@ TEST_FLAGS ?=
 # Flags for hack/dev, e.g. `make dev DEV_FLAGS=-fresh`.
 DEV_FLAGS ?=
 
-.PHONY: all help build test-bins dev test verify codegen
+.PHONY: all help build deps dev-deps test-bins dev test verify codegen
 
 all: build
 
 help:
 	@echo "make build      compile everything; binaries of cmd/* into $(BIN)/stargate-*"
+	@echo "make deps       install what make test needs: Debian packages, Go modules, the binaries of test-bins"
 	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/"
 	@echo "make dev        run the control plane, stargate-apiserver and, as root, stargate-controller with a simulated datacenter (state in .dev/)"
-	@echo "make test       go test ./... against the real binaries, then verify generated code"
-	@echo "make verify     gofmt, go vet and the generated-code check"
+	@echo "make test       make deps, go test ./... against the real binaries, then the module-directory and generated-code checks"
+	@echo "make verify     gofmt, go vet, the module-directory check and the generated-code check"
 	@echo "make codegen    regenerate deepcopy, conversion, OpenAPI and the clientset"
 
 build:
@@ -34,23 +35,42 @@ build:
 	  $(GO) build -o $(BIN)/stargate-$$name ./cmd/$$name; \
 	done
 
+# What `make test` needs beyond Go, installed when missing; when nothing is,
+# these steps take well under a second. The Debian packages (sshd, iproute2,
+# shellcheck, protoc) need root or sudo. `go mod download` fetches every
+# module go.mod names, the code generators that only hack/tools.go imports
+# included, which go build and go test never fetch.
+deps:
+	hack/install-deps.sh
+	$(GO) mod download
+	hack/install-test-bins.sh
+
+# `make dev` without root runs the API only, which needs no Debian packages:
+# a package that cannot be installed is a warning there.
+dev-deps:
+	hack/install-deps.sh --best-effort
+	hack/install-test-bins.sh
+
 test-bins:
 	hack/install-test-bins.sh
 
-dev: test-bins
+dev: dev-deps
 	$(GO) build -o $(BIN)/stargate-dev ./hack/dev
 	$(BIN)/stargate-dev $(DEV_FLAGS)
 
-test: test-bins
+test: deps
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	hack/verify-gomod-dirs.sh
 	hack/verify-codegen.sh
 
 verify:
+	hack/install-deps.sh
 	@unformatted=$$(gofmt -l .); \
 	if [[ -n "$$unformatted" ]]; then \
 	  echo "gofmt -w these files:" >&2; echo "$$unformatted" >&2; exit 1; \
 	fi
 	$(GO) vet ./...
+	hack/verify-gomod-dirs.sh
 	hack/verify-codegen.sh
 
 codegen:

@@ -4,12 +4,53 @@
 # in pkg/generated, with the k8s.io/code-generator version go.mod names.
 # The protobuf step needs protoc (apt-get install protobuf-compiler, or
 # hack/install-deps.sh).
+#
+# With --resolve-only it only downloads the Go modules it reads files from
+# (code-generator, apimachinery, gogo/protobuf), checks those files and prints
+# the three directories: hack/verify-gomod-dirs.sh runs that on an empty
+# module cache.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=hack/lib/gomod.sh
+source "$root/hack/lib/gomod.sh"
+
+resolve_only=false
+case "${1:-}" in
+  "") ;;
+  --resolve-only) resolve_only=true ;;
+  *) echo "usage: $0 [--resolve-only]" >&2; exit 2 ;;
+esac
+
+# resolve_module_dirs sets codegen_dir, apimachinery_dir and gogo_dir to the
+# module directories this script reads files from, downloading the modules
+# when they are not in the module cache (k8s.io/code-generator, for one, only
+# hack/tools.go imports), and fails unless the files are there.
+resolve_module_dirs() {
+  codegen_dir=$(gomod::dir k8s.io/code-generator)
+  apimachinery_dir=$(gomod::dir k8s.io/apimachinery)
+  # gogo.proto at the version that code-generator's go.mod pins, as its
+  # go-to-protobuf expects.
+  gogo_dir=$(cd "$codegen_dir" && gomod::dir github.com/gogo/protobuf)
+  local f
+  for f in "$codegen_dir/kube_codegen.sh" \
+    "$apimachinery_dir/pkg/apis/meta/v1/generated.proto" \
+    "$gogo_dir/gogoproto/gogo.proto"; do
+    if [[ ! -f "$f" ]]; then
+      echo "$f not found in its downloaded Go module" >&2
+      return 1
+    fi
+  done
+}
+
+resolve_module_dirs
+if $resolve_only; then
+  printf '%s\n' "$codegen_dir" "$apimachinery_dir" "$gogo_dir"
+  exit 0
+fi
+
 module=$(go list -m)
-codegen_dir=$(go list -m -f '{{.Dir}}' k8s.io/code-generator)
 # shellcheck source=/dev/null
 source "$codegen_dir/kube_codegen.sh"
 
@@ -53,15 +94,10 @@ gen_protobuf() {
 
   # protoc is run on <output-dir>/<go import path>/generated.proto and resolves
   # imports by Go import path, so lay out a GOPATH-like tree: this module,
-  # k8s.io/apimachinery (for meta/v1's generated.proto) and gogo.proto.
-  local apimachinery_dir gogo_dir protoc_include
-  apimachinery_dir=$(go list -m -f '{{.Dir}}' k8s.io/apimachinery)
-  gogo_dir=$(cd "$codegen_dir" && go mod download -json github.com/gogo/protobuf | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  # k8s.io/apimachinery (for meta/v1's generated.proto) and gogo.proto, from
+  # the directories resolve_module_dirs found.
+  local protoc_include
   protoc_include="$(dirname "$(command -v protoc)")/../include"
-  if [[ -z "$gogo_dir" || ! -f "$gogo_dir/gogoproto/gogo.proto" ]]; then
-    echo "gogo.proto not found in the github.com/gogo/protobuf module" >&2
-    return 1
-  fi
   if [[ ! -f "$protoc_include/google/protobuf/descriptor.proto" ]]; then
     echo "google/protobuf/descriptor.proto not found next to protoc: install it with 'apt-get install libprotobuf-dev' (or run hack/install-deps.sh)" >&2
     return 1

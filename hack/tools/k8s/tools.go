@@ -1,10 +1,15 @@
 //go:build tools
 
-// Package tools pins the Kubernetes programs that the test harness builds:
-// kube-apiserver, kube-controller-manager and kubectl at v1.37.2.
+// Package tools pins the control-plane programs that the test harness builds:
+// kube-apiserver, kube-controller-manager and kubectl at v1.37.2, and etcd's
+// server at v3.7.0, the etcd that k8s.io/kubernetes v1.37.2 itself requires.
+// One module for all four lets hack/install-test-bins.sh build them in one
+// go build, which compiles the packages they share (gRPC, protobuf, the etcd
+// client, Prometheus, OpenTelemetry) once.
 package tools
 
 import (
+	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
