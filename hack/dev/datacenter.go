@@ -84,15 +84,13 @@ func goBuild(ctx context.Context, root, pkg, out string) error {
 	return os.Rename(tmp, out)
 }
 
-// datacenter is the root-only part of `make dev`: kube-controller-manager
-// (CSR approval and signing), a simulated datacenter of network namespaces
+// datacenter is the root-only part of `make dev`: a simulated datacenter of network namespaces
 // with sshd (a router and workers reachable only through it), Stargate's
 // fixtures for it in namespace dc-sim, and stargate-controller running in
 // the simulation's cloud namespace.
 type datacenter struct {
 	Dir           string
 	Sim           *dcsim.Sim
-	KCM           *framework.ControllerManager
 	ControllerLog string
 	StandinDir    string
 
@@ -122,10 +120,6 @@ func startDatacenter(ctx context.Context, w *framework.World, bins devBinaries, 
 		}
 	}
 	cp := w.ControlPlane
-	logf("starting kube-controller-manager (CSR approval and signing)")
-	if d.KCM, err = cp.StartControllerManager(ctx); err != nil {
-		return nil, err
-	}
 
 	logf("starting the datacenter simulation: a router and %d workers in network namespaces, each with sshd", workers)
 	if d.Sim, err = dcsim.Start(ctx, dcsim.Options{Dir: simDir, Workers: workers, Logf: logf}); err != nil {
@@ -317,9 +311,6 @@ func (d *datacenter) Stop() {
 		} else {
 			d.logf("datacenter %s stopped: its processes killed, its network namespaces removed", d.Sim.Prefix)
 		}
-	}
-	if d.KCM != nil {
-		_ = d.KCM.Stop()
 	}
 }
 

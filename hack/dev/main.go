@@ -5,8 +5,11 @@
 // (datacenter dc-east), prints kubectl commands to try and stops
 // everything on Ctrl-C.
 //
-// As root it also runs kube-controller-manager (CSR approval and signing),
-// a simulated datacenter (test/dcsim: a router and workers as network
+// kube-controller-manager runs with its default controllers, as in a real
+// cluster (garbage collection, namespace deletion, role aggregation, node
+// lifecycle, CSR approval and signing, ...).
+//
+// As root it also runs a simulated datacenter (test/dcsim: a router and workers as network
 // namespaces with sshd, on documentation addresses only), fixtures for it
 // in namespace dc-sim whose profile starts test/kubelet-standin, and
 // stargate-controller in the simulation's cloud namespace, so a repave runs
@@ -48,7 +51,7 @@ func run() error {
 	samples := flag.String("samples", filepath.Join(root, "artifacts", "samples"), "kustomization applied once the API is up (empty: none)")
 	fresh := flag.Bool("fresh", false, "delete the state in -dir first and start from empty etcds")
 	binary := flag.String("stargate-apiserver", "", "prebuilt stargate-apiserver to run (default: build ./cmd/apiserver into bin/, or -dir/bin with the datacenter)")
-	withDC := flag.Bool("datacenter", true, "as root: also run kube-controller-manager, stargate-controller and a simulated datacenter "+
+	withDC := flag.Bool("datacenter", true, "as root: also run stargate-controller and a simulated datacenter "+
 		"(a router and workers as network namespaces with sshd and a kubelet stand-in) in namespace "+simNamespace+", so repaves run end to end")
 	workers := flag.Int("workers", 2, "worker hosts of the simulated datacenter")
 	controller := flag.String("stargate-controller", "", "prebuilt stargate-controller to run (default: build ./cmd/controller into -dir/bin)")
@@ -89,8 +92,8 @@ func run() error {
 		opts.BinDir = bins.Dir
 	}
 	if noDC != "" {
-		logf("NOT starting kube-controller-manager, stargate-controller and the simulated datacenter: %s. "+
-			"Starting etcd, kube-apiserver and stargate-apiserver only; repaves are accepted but stay Pending. "+
+		logf("NOT starting stargate-controller and the simulated datacenter: %s. "+
+			"Starting etcd, kube-apiserver, stargate-apiserver and kube-controller-manager only; repaves are accepted but stay Pending. "+
 			"Run as root (e.g. `sudo -E make dev`) to see a repave end to end.", noDC)
 	}
 
@@ -198,7 +201,7 @@ func printTryIt(root string, w *framework.World, kubeconfig string, dc *datacent
 	var b strings.Builder
 	fmt.Fprintf(&b, `
 Stargate is up: kube-apiserver %s, stargate-apiserver %s.
-Logs: %s and %s. State survives restarts; `+"`make dev DEV_FLAGS=-fresh`"+` starts empty.
+Logs: %s, %s and %s. State survives restarts; `+"`make dev DEV_FLAGS=-fresh`"+` starts empty.
 
 In another shell, from %s:
 
@@ -215,7 +218,7 @@ The API, with the samples of artifacts/samples/ (datacenter dc-east, whose serve
   kubectl get --raw /apis/stargate.io/v1alpha1/namespaces/dc-east/servers/worker-1/routes
   kubectl create --raw %s -f %s
 `, w.ControlPlane.Config.Host, w.Stargate.URL(),
-		rel(filepath.Join(w.ControlPlane.Dir, "logs")), rel(w.Stargate.LogFile),
+		rel(filepath.Join(w.ControlPlane.Dir, "logs")), rel(w.Stargate.LogFile), rel(w.ControllerManager.Log),
 		root, kubeconfig, w.Binaries.Kubectl, repave("dc-east"), req)
 
 	if dc == nil {
@@ -223,7 +226,7 @@ The API, with the samples of artifacts/samples/ (datacenter dc-east, whose serve
   kubectl get operations -n dc-east
 
 No stargate-controller runs (%s), so those Operations stay Pending.
-As root, make dev also runs kube-controller-manager, stargate-controller and a
+As root, make dev also runs stargate-controller and a
 simulated datacenter %s where a repave ends in a Ready Node.
 `, repave("dc-east"), req, noDC, simNamespace)
 	} else {
@@ -246,10 +249,10 @@ installing a kubelet (the hosts share this machine's filesystem).
   kubectl get operations -n %[1]s -o yaml   # every step, the script's output tail
   kubectl describe server worker-1 -n %[1]s
 
-Logs: %[8]s, %[9]s,
-sshd %[10]s/<host>/sshd.log, kubelet stand-ins %[11]s/<node>/standin.log.
+Logs: %[8]s,
+sshd %[9]s/<host>/sshd.log, kubelet stand-ins %[10]s/<node>/standin.log.
 `, simNamespace, dc.Sim.Prefix, dc.Sim.Router.IP, strings.Join(hosts, ", "), standinProfile,
-			repave(simNamespace), req, rel(dc.ControllerLog), rel(dc.KCM.Log),
+			repave(simNamespace), req, rel(dc.ControllerLog),
 			rel(filepath.Join(dc.Dir, "hosts")), rel(dc.StandinDir))
 	}
 	b.WriteString("\nCtrl-C stops everything.\n")

@@ -32,6 +32,17 @@ const (
 // runs per run. It prints the bootstrap kubeconfig's token line, which the
 // controller must redact, and waits sleep before it starts the stand-in.
 func StandinScript(stateDir, program string, sleep time.Duration) string {
+	return StandinScriptWithHeartbeat(stateDir, program, sleep, 0)
+}
+
+// StandinScriptWithHeartbeat is StandinScript whose stand-in renews its
+// Node's Ready condition every heartbeat (0: the stand-in's default, 10s,
+// a kubelet's nodeStatusUpdateFrequency).
+func StandinScriptWithHeartbeat(stateDir, program string, sleep, heartbeat time.Duration) string {
+	hb := ""
+	if heartbeat > 0 {
+		hb = " --heartbeat " + heartbeat.String()
+	}
 	return fmt.Sprintf(`#!/bin/bash
 # Simulated worker: starts kubelet-standin instead of a kubelet.
 set -euo pipefail
@@ -46,11 +57,11 @@ if [ -s "$state/pid" ]; then kill "$(cat "$state/pid")" 2>/dev/null || true; fi
 rm -f "$state/kubelet.conf"
 cp bootstrap-kubelet.conf "$state/bootstrap-kubelet.conf"
 setsid %[2]s --bootstrap-kubeconfig "$state/bootstrap-kubelet.conf" --kubeconfig "$state/kubelet.conf" \
-  --node-name "$STARGATE_NODE_NAME" --node-ip "$STARGATE_NODE_IP" --node-labels "$STARGATE_NODE_LABELS" --serving-csr \
+  --node-name "$STARGATE_NODE_NAME" --node-ip "$STARGATE_NODE_IP" --node-labels "$STARGATE_NODE_LABELS" --serving-csr%[4]s \
   >"$state/standin.log" 2>&1 </dev/null &
 echo $! >"$state/pid"
 echo "kubelet-standin started for $STARGATE_NODE_NAME"
-`, sshexec.Quote(stateDir), sshexec.Quote(program), int(sleep.Seconds()))
+`, sshexec.Quote(stateDir), sshexec.Quote(program), int(sleep.Seconds()), hb)
 }
 
 // Profile is a ProvisioningProfile of Fixtures that runs Script.

@@ -16,7 +16,7 @@ func TestStandinScriptPassesShellcheck(t *testing.T) {
 		t.Fatal("shellcheck is missing; run hack/install-deps.sh")
 	}
 	f := filepath.Join(t.TempDir(), "standin.sh")
-	if err := os.WriteFile(f, []byte(StandinScript("/var/lib/state dir", "/opt/it's/kubelet-standin", 2*time.Second)), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(StandinScriptWithHeartbeat("/var/lib/state dir", "/opt/it's/kubelet-standin", 2*time.Second, 5*time.Second)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(sc, "-s", "bash", f).CombinedOutput(); err != nil {

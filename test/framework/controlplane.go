@@ -36,6 +36,11 @@ type ControlPlaneOptions struct {
 	// PersistEtcd keeps etcd's data in Dir/etcd across starts, as `make dev`
 	// wants; otherwise etcd starts empty in a temporary directory.
 	PersistEtcd bool
+	// ServiceAccountAdmission turns the ServiceAccount admission plugin back
+	// on (envtest turns it off because nothing makes default
+	// ServiceAccounts); set it when kube-controller-manager will run, as in
+	// a real cluster.
+	ServiceAccountAdmission bool
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
@@ -128,6 +133,9 @@ func StartControlPlane(opts ControlPlaneOptions) (_ *ControlPlane, err error) {
 	args.Set("requestheader-extra-headers-prefix", "X-Remote-Extra-")
 	args.Set("proxy-client-cert-file", proxyCert)
 	args.Set("proxy-client-key-file", proxyKey)
+	if opts.ServiceAccountAdmission {
+		args.Disable("disable-admission-plugins")
+	}
 
 	cp.Env = &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{

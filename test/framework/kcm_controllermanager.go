@@ -10,9 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // BootstrapTokenBinDir makes dir a bin directory like src whose
@@ -67,6 +70,35 @@ func (cp *ControlPlane) ClientCA() (certPEM, keyPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
+// Controllers is kube-controller-manager's --controllers as a kubeadm
+// control plane sets it: every controller on by default, plus the two that
+// are off by default and that a cluster using bootstrap tokens needs
+// (bootstrapsigner signs kube-public/cluster-info, tokencleaner deletes
+// expired bootstrap tokens, which is what keeps Stargate's tokens
+// short-lived on the server side too). The controllers below are turned
+// off because they only work with a cloud provider, which this control
+// plane has not (Stargate's nodes are not cloud VMs):
+//   - cloud-node-lifecycle-controller: deletes Nodes whose VM the cloud
+//     says is gone;
+//   - node-route-controller: writes cloud routes for Node pod CIDRs
+//     (Stargate writes those itself);
+//   - service-lb-controller: makes cloud load balancers.
+//
+// Node IPAM stays on by name but does nothing: without --allocate-node-cidrs
+// it does not allocate, and Stargate gives each Node its pod CIDR.
+var Controllers = []string{
+	"*", "bootstrap-signer-controller", "token-cleaner-controller",
+	"-cloud-node-lifecycle-controller", "-node-route-controller", "-service-lb-controller",
+}
+
+// ControllerManagerOptions configure StartControllerManager.
+type ControllerManagerOptions struct {
+	// NodeMonitorGracePeriod is how long a Node may go without a heartbeat
+	// before the node lifecycle controller marks it NotReady (Unknown).
+	// Zero keeps kube-controller-manager's default (50s).
+	NodeMonitorGracePeriod time.Duration
+}
+
 // ControllerManager is a running kube-controller-manager.
 type ControllerManager struct {
 	cmd  *exec.Cmd
@@ -75,9 +107,13 @@ type ControllerManager struct {
 }
 
 // StartControllerManager runs bin/kube-controller-manager against the
-// control plane with the CSR controllers (signing with the client CA,
-// approving, cleaning) and whatever else controllers names.
-func (cp *ControlPlane) StartControllerManager(ctx context.Context, controllers ...string) (*ControllerManager, error) {
+// control plane the way a kubeadm control plane runs it on one machine:
+// the default controller set (see Controllers), each controller with its
+// own ServiceAccount's credentials, the service-account key and root CA of
+// the kube-apiserver, cluster signing with the client CA, leader election
+// off. It returns once the controllers work, i.e. the serviceaccount
+// controller has made the default ServiceAccount of namespace default.
+func (cp *ControlPlane) StartControllerManager(ctx context.Context, opts ControllerManagerOptions) (*ControllerManager, error) {
 	bin := filepath.Join(cp.Binaries.Dir, "kube-controller-manager")
 	if err := isExecutable(bin); err != nil {
 		return nil, fmt.Errorf("kube-controller-manager missing; run hack/install-test-bins.sh: %w", err)
@@ -91,51 +127,87 @@ func (cp *ControlPlane) StartControllerManager(ctx context.Context, controllers 
 		return nil, err
 	}
 	caCert, caKey := filepath.Join(dir, "signing-ca.crt"), filepath.Join(dir, "signing-ca.key")
-	if err := os.WriteFile(caCert, certPEM, 0o644); err != nil {
-		return nil, err
+	rootCA := filepath.Join(dir, "root-ca.crt")
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{{caCert, certPEM, 0o644}, {caKey, keyPEM, 0o600}, {rootCA, cp.Config.CAData, 0o644}} {
+		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+			return nil, err
+		}
 	}
-	if err := os.WriteFile(caKey, keyPEM, 0o600); err != nil {
-		return nil, err
+	// The key kube-apiserver verifies service account tokens with
+	// (--service-account-key-file) is the public half of this one, which
+	// envtest generated in the kube-apiserver's cert dir.
+	saKey := filepath.Join(cp.Env.ControlPlane.APIServer.CertDir, "sa-signer.key")
+	if _, err := os.Stat(saKey); err != nil {
+		return nil, fmt.Errorf("the kube-apiserver's service account signing key (envtest changed?): %w", err)
 	}
-	user, err := cp.AddUser("system:kube-controller-manager", "system:masters")
+	// No system:masters: the bootstrap ClusterRole
+	// system:kube-controller-manager is what a real one has, and each
+	// controller acts as its own ServiceAccount under its
+	// system:controller:* role.
+	user, err := cp.AddUser("system:kube-controller-manager")
 	if err != nil {
 		return nil, err
-	}
-	ctrls := "csrsigning,csrapproving,csrcleaner"
-	for _, c := range controllers {
-		ctrls += "," + c
 	}
 	kcm := &ControllerManager{Log: filepath.Join(dir, "kube-controller-manager.log"), done: make(chan error, 1)}
-	logFile, err := os.Create(kcm.Log)
+	logFile, err := os.OpenFile(kcm.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	kcm.cmd = exec.Command(bin,
-		"--kubeconfig="+user.Kubeconfig,
-		"--controllers="+ctrls,
-		"--cluster-signing-cert-file="+caCert,
-		"--cluster-signing-key-file="+caKey,
+	args := []string{
+		"--kubeconfig=" + user.Kubeconfig,
+		"--controllers=" + strings.Join(Controllers, ","),
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + saKey,
+		"--root-ca-file=" + rootCA,
+		"--cluster-name=kubernetes",
+		"--cluster-signing-cert-file=" + caCert,
+		"--cluster-signing-key-file=" + caKey,
 		"--cluster-signing-duration=24h",
 		"--leader-elect=false",
-		"--use-service-account-credentials=false",
 		"--secure-port=0",
 		"--v=2",
-	)
+	}
+	if opts.NodeMonitorGracePeriod > 0 {
+		args = append(args, "--node-monitor-grace-period="+opts.NodeMonitorGracePeriod.String())
+	}
+	kcm.cmd = exec.Command(bin, args...)
 	kcm.cmd.Stdout, kcm.cmd.Stderr = logFile, logFile
 	if err := kcm.cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, err
 	}
 	go func() { kcm.done <- kcm.cmd.Wait(); logFile.Close() }()
-	select {
-	case err := <-kcm.done:
-		return nil, fmt.Errorf("kube-controller-manager exited at once (%v):\n%s", err, tail(kcm.Log, 30))
-	case <-time.After(time.Second):
-	case <-ctx.Done():
+	if err := kcm.waitWorking(ctx, cp); err != nil {
 		_ = kcm.Stop()
-		return nil, ctx.Err()
+		return nil, err
 	}
 	return kcm, nil
+}
+
+// waitWorking waits until the serviceaccount controller has made
+// default/default: then informers are synced and controllers run.
+func (k *ControllerManager) waitWorking(ctx context.Context, cp *ControlPlane) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-k.done:
+			k.done <- err
+			return fmt.Errorf("kube-controller-manager exited (%v):\n%s", err, tail(k.Log, 30))
+		case <-ctx.Done():
+			return fmt.Errorf("kube-controller-manager made no default ServiceAccount in namespace default: %w\n%s", ctx.Err(), tail(k.Log, 30))
+		case <-t.C:
+			if _, err := cp.Kube.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{}); err == nil {
+				return nil
+			}
+		}
+	}
 }
 
 // Stop ends kube-controller-manager.

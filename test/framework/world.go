@@ -23,6 +23,12 @@ type WorldOptions struct {
 	// Stargate tweaks the stargate-apiserver; Binary and Dir are filled in.
 	// Leaving EtcdServers empty runs it on embedded etcd.
 	Stargate StargateOptions
+	// WithoutControllerManager runs no kube-controller-manager, for
+	// benchmarks that measure the API servers alone. Otherwise it runs as
+	// in a real cluster (see StartControllerManager), configured by
+	// ControllerManager.
+	WithoutControllerManager bool
+	ControllerManager        ControllerManagerOptions
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
@@ -36,6 +42,8 @@ type World struct {
 	StargateBinary string
 	ControlPlane   *ControlPlane
 	Stargate       *Stargate
+	// ControllerManager is nil with WorldOptions.WithoutControllerManager.
+	ControllerManager *ControllerManager
 	// Kubectl runs as the control plane's admin (system:masters).
 	Kubectl Kubectl
 	// KeepDir keeps a temporary Dir when Stop runs, e.g. to read the logs
@@ -46,7 +54,8 @@ type World struct {
 }
 
 // StartWorld builds what is missing of stargate-apiserver, starts etcd,
-// kube-apiserver and stargate-apiserver, and registers the APIService.
+// kube-apiserver and stargate-apiserver, registers the APIService and
+// starts kube-controller-manager.
 // On error everything started so far is stopped again.
 func StartWorld(ctx context.Context, opts WorldOptions) (_ *World, err error) {
 	logf := opts.Logf
@@ -90,7 +99,10 @@ func StartWorld(ctx context.Context, opts WorldOptions) (_ *World, err error) {
 		Dir:         filepath.Join(w.Dir, "kube"),
 		Binaries:    w.Binaries,
 		PersistEtcd: opts.PersistEtcd,
-		Logf:        logf,
+		// A real cluster admits Pods only with an existing ServiceAccount;
+		// kube-controller-manager makes the default ones.
+		ServiceAccountAdmission: !opts.WithoutControllerManager,
+		Logf:                    logf,
 	})
 	if err != nil {
 		return nil, err
@@ -116,6 +128,14 @@ func StartWorld(ctx context.Context, opts WorldOptions) (_ *World, err error) {
 		return nil, err
 	}
 	logf("%s is served through the kube-apiserver", StargateAPIService)
+	// After the APIService, so the garbage collector's and the namespace
+	// controller's first discovery already sees stargate.io.
+	if !opts.WithoutControllerManager {
+		logf("starting kube-controller-manager")
+		if w.ControllerManager, err = w.ControlPlane.StartControllerManager(ctx, opts.ControllerManager); err != nil {
+			return nil, err
+		}
+	}
 	return w, nil
 }
 
@@ -124,10 +144,13 @@ func (w *World) KubectlFor(kubeconfig string) Kubectl {
 	return Kubectl{Path: w.Binaries.Kubectl, Kubeconfig: kubeconfig, CacheDir: filepath.Join(w.Dir, "kubectl-cache")}
 }
 
-// Stop stops stargate-apiserver, kube-apiserver and etcd, and removes a
-// temporary Dir.
+// Stop stops kube-controller-manager, stargate-apiserver, kube-apiserver
+// and etcd, and removes a temporary Dir.
 func (w *World) Stop() error {
 	var errs []error
+	if err := w.ControllerManager.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stop kube-controller-manager: %w", err))
+	}
 	if w.Stargate != nil {
 		if err := w.Stargate.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stop stargate-apiserver: %w", err))

@@ -35,13 +35,19 @@ const (
 	// the concurrency test, all 50 for the benchmark.
 	simWorkers = 50
 	apiPort    = 6443
+	// nodeMonitorGracePeriod is how long kube-controller-manager waits for
+	// a heartbeat before it marks a Node NotReady: shorter than its 50s
+	// default so the test of a stopped kubelet takes less time, and still
+	// three heartbeats of the stand-in (standinHeartbeat) long, so a busy
+	// machine does not make Nodes flap.
+	nodeMonitorGracePeriod = 15 * time.Second
+	standinHeartbeat       = 5 * time.Second
 )
 
 var env *testEnv
 
 type testEnv struct {
 	world      *framework.World
-	kcm        *framework.ControllerManager
 	sim        *dcsim.Sim
 	c          client.Client
 	dir        string
@@ -125,14 +131,14 @@ func (e *testEnv) start(ctx context.Context) error {
 		logf("building stargate-apiserver failed, using %s: %v", prev, err)
 		apiserver = prev
 	}
-	e.world, err = framework.StartWorld(ctx, framework.WorldOptions{Dir: filepath.Join(e.dir, "world"), BinDir: binDir, StargateBinary: apiserver, Logf: logf})
+	e.world, err = framework.StartWorld(ctx, framework.WorldOptions{
+		Dir: filepath.Join(e.dir, "world"), BinDir: binDir, StargateBinary: apiserver, Logf: logf,
+		ControllerManager: framework.ControllerManagerOptions{NodeMonitorGracePeriod: nodeMonitorGracePeriod},
+	})
 	if err != nil {
 		return err
 	}
 	cp := e.world.ControlPlane
-	if e.kcm, err = cp.StartControllerManager(ctx); err != nil {
-		return err
-	}
 	if e.c, err = client.New(cp.Config, client.Options{Scheme: manager.Scheme}); err != nil {
 		return err
 	}
@@ -169,9 +175,6 @@ func (e *testEnv) stop() {
 			logf("stop simulation: %v", err)
 		}
 	}
-	if e.kcm != nil {
-		_ = e.kcm.Stop()
-	}
 	if e.world != nil {
 		e.world.KeepDir = true
 		if err := e.world.Stop(); err != nil {
@@ -183,8 +186,8 @@ func (e *testEnv) stop() {
 func (e *testEnv) fixtures(ctx context.Context) error {
 	labels := map[string]string{"example.com/rack": "r1"}
 	for _, o := range e.sim.Fixtures(dc, "test:nodes",
-		dcsim.Profile{Name: "fast", Script: dcsim.StandinScript(e.stateDir, e.standin, 0), NodeLabels: labels},
-		dcsim.Profile{Name: "slow", Script: dcsim.StandinScript(e.stateDir, e.standin, 6*time.Second), NodeLabels: labels},
+		dcsim.Profile{Name: "fast", Script: dcsim.StandinScriptWithHeartbeat(e.stateDir, e.standin, 0, standinHeartbeat), NodeLabels: labels},
+		dcsim.Profile{Name: "slow", Script: dcsim.StandinScriptWithHeartbeat(e.stateDir, e.standin, 6*time.Second, standinHeartbeat), NodeLabels: labels},
 	) {
 		if err := e.c.Create(ctx, o); err != nil {
 			return fmt.Errorf("create %T %s: %w", o, o.GetName(), err)
