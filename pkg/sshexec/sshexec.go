@@ -20,7 +20,11 @@ import (
 type Endpoint struct {
 	// Addr is host:port.
 	Addr string
-	// HostKey verifies the key the server presents; required.
+	// HostKey verifies the key the server presents; required. When it
+	// comes from PinnedHostKey, KnownHosts, HostKeyCallback or
+	// golang.org/x/crypto/ssh/knownhosts, the connection asks the server
+	// for a key of a type it accepts (a host has one key per type), not
+	// for the library's default preference.
 	HostKey ssh.HostKeyCallback
 	// HostKeyID names what HostKey accepts (e.g. a hash of the known_hosts
 	// data). A JumpPool shares a jump connection only among configs with
@@ -238,16 +242,28 @@ func handshake(ctx context.Context, conn net.Conn, ep Endpoint, cfg Config, time
 	}
 	_ = conn.SetDeadline(deadline)
 	ac := newAckConn(conn)
+	// Tell the server which of its host keys we can verify, so that a
+	// host with several presents the one we know.
+	accepted := acceptedHostKeys(ep.HostKey, ep.Addr, ac.RemoteAddr())
+	algos := algorithmsFor(accepted)
 	sc, chans, reqs, err := ssh.NewClientConn(ac, ep.Addr, &ssh.ClientConfig{
-		User:            cfg.User,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
-		HostKeyCallback: verify,
-		Timeout:         timeout,
+		User:              cfg.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+		HostKeyCallback:   verify,
+		HostKeyAlgorithms: algos,
+		Timeout:           timeout,
 	})
 	if err != nil {
 		conn.Close()
 		if keyErr != nil {
 			return nil, keyErr
+		}
+		var neg *ssh.AlgorithmNegotiationError
+		if algos != nil && errors.As(err, &neg) && neg.What == "host key" {
+			// The host has no key of a type we accept: to the user
+			// that is a key other than the one expected, not a
+			// network failure worth retrying.
+			return nil, mismatch(ep.Addr, fmt.Sprintf("no key of type %s (it offers %s)", strings.Join(algos, ", "), strings.Join(neg.RequestedAlgorithms, ", ")), accepted)
 		}
 		return nil, fmt.Errorf("ssh handshake with %s: %w", ep.Addr, err)
 	}

@@ -49,6 +49,8 @@ func TestKnownHosts(t *testing.T) {
 		{"other key listed", line("192.0.2.10", other), "192.0.2.10:22", good, "mismatch"},
 		{"host not listed", line("192.0.2.11", good), "192.0.2.10:22", good, "unknown"},
 		{"revoked", "@revoked * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(revoked))) + "\n" + line("192.0.2.10", revoked), "192.0.2.10:22", revoked, "mismatch"},
+		{"revoked on a later line", line("192.0.2.10", revoked) + "@revoked * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(revoked))) + "\n", "192.0.2.10:22", revoked, "mismatch"},
+		{"comment after the last entry", line("192.0.2.10", good) + "# from ssh-keyscan\n", "192.0.2.10:22", good, ""},
 		{"empty data", "", "192.0.2.10:22", good, "unknown"},
 	}
 	for _, tt := range tests {
@@ -75,6 +77,15 @@ func TestKnownHosts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A misspelt marker is refused rather than read as a plain entry, which
+// would trust a key meant to be revoked.
+func TestKnownHostsRefusesUnknownMarker(t *testing.T) {
+	data := "@revokd 192.0.2.10 " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(newKey(t)))) + "\n"
+	if _, err := sshexec.KnownHosts([]byte(data)); err == nil || !strings.Contains(err.Error(), "@revokd") {
+		t.Fatalf("want an error naming the marker, got %v", err)
 	}
 }
 
@@ -118,11 +129,18 @@ func startSim(t *testing.T) *dcsim.Sim {
 
 func jumpConfig(t *testing.T, sim *dcsim.Sim, targetIP, pinned string) sshexec.Config {
 	t.Helper()
-	routerKey, err := sshexec.KnownHosts(sim.KnownHosts())
+	return jumpConfigKnowing(t, sim, sim.KnownHosts(), targetIP, pinned)
+}
+
+// jumpConfigKnowing is jumpConfig with the known_hosts data that verifies
+// the router, and the target when pinned is empty.
+func jumpConfigKnowing(t *testing.T, sim *dcsim.Sim, knownHosts []byte, targetIP, pinned string) sshexec.Config {
+	t.Helper()
+	routerKey, err := sshexec.KnownHosts(knownHosts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	targetKey, err := sshexec.HostKeyCallback(pinned, sim.KnownHosts())
+	targetKey, err := sshexec.HostKeyCallback(pinned, knownHosts)
 	if err != nil {
 		t.Fatal(err)
 	}

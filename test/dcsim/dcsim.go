@@ -13,8 +13,12 @@ package dcsim
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -23,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +51,19 @@ const (
 	UnusedWorkerIP = "192.0.2.250"
 )
 
+// HostKeyTypes are the types of the host keys every simulated host has, in
+// the order of its sshd_config's HostKey lines: those of a stock Ubuntu
+// host (RSA of 3072 bits, ECDSA on P-256, Ed25519), so a client meets a
+// server that could present any of the three.
+var HostKeyTypes = []string{ssh.KeyAlgoRSA, ssh.KeyAlgoECDSA256, ssh.KeyAlgoED25519}
+
+// hostKeyFiles are the files of the host keys by type, named as on Ubuntu.
+var hostKeyFiles = map[string]string{
+	ssh.KeyAlgoRSA:      "ssh_host_rsa_key",
+	ssh.KeyAlgoECDSA256: "ssh_host_ecdsa_key",
+	ssh.KeyAlgoED25519:  "ssh_host_ed25519_key",
+}
+
 // Options configure Start.
 type Options struct {
 	// Dir holds keys, sshd configs and logs. It must exist.
@@ -65,15 +83,30 @@ type Host struct {
 	// IP is the address the host's sshd is reached at: the tailnet address
 	// for the router, the worker-subnet address for a worker.
 	IP string
-	// HostKey is the host's public key in authorized_keys form.
+	// HostKey is the host's Ed25519 public key in authorized_keys form:
+	// the key Fixtures pins and KnownHosts lists.
 	HostKey string
-	// HostSigner is the host's private key (to build a wrong key in tests).
+	// HostSigner is the host's Ed25519 private key (to build a wrong key
+	// in tests).
 	HostSigner ssh.Signer
+	// HostSigners are all the host's private keys by type, one of each of
+	// HostKeyTypes; HostKeyOf gives their public keys.
+	HostSigners map[string]ssh.Signer
 	// SSHDLog is sshd's log file (LogLevel VERBOSE).
 	SSHDLog string
 	Dir     string
 
 	cmd *exec.Cmd
+}
+
+// HostKeyOf returns the host's public key of type typ (one of
+// HostKeyTypes) in authorized_keys form, or "" when it has none.
+func (h *Host) HostKeyOf(typ string) string {
+	sig, ok := h.HostSigners[typ]
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sig.PublicKey())))
 }
 
 // Sim is a running simulated datacenter.
@@ -149,6 +182,11 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 		return nil, err
 	}
 
+	// RSA keys take a while to generate: the hosts' keys are made in the
+	// background while the namespaces are built.
+	keysOf, stopKeys := generateHostKeys(1 + opts.Workers)
+	defer stopKeys()
+
 	s.CloudNS = s.Prefix + "-cloud"
 	routerNS := s.Prefix + "-router"
 	for _, ns := range []string{s.CloudNS, routerNS} {
@@ -172,7 +210,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 			return nil, err
 		}
 	}
-	if s.Router, err = s.newHost("router", routerNS, RouterTailnetIP, true); err != nil {
+	if s.Router, err = s.newHost("router", routerNS, RouterTailnetIP, true, keysOf(0)); err != nil {
 		return nil, err
 	}
 	for i := 0; i < opts.Workers; i++ {
@@ -195,7 +233,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 				return nil, err
 			}
 		}
-		h, err := s.newHost(name, ns, addr, false)
+		h, err := s.newHost(name, ns, addr, false, keysOf(1+i))
 		if err != nil {
 			return nil, err
 		}
@@ -231,23 +269,87 @@ func (s *Sim) addNS(ns string) error {
 	return ip("-n", ns, "link", "set", "lo", "up")
 }
 
-func (s *Sim) newHost(name, ns, addr string, router bool) (*Host, error) {
-	h := &Host{Name: name, NetNS: ns, IP: addr, Dir: filepath.Join(s.Dir, name)}
+// hostKeys is one host's private keys by type.
+type hostKeys struct {
+	keys map[string]crypto.Signer
+	err  error
+}
+
+// generateHostKeys starts generating the keys of n hosts, as many hosts
+// at a time as this process may use CPUs. keysOf waits for the keys of
+// host i. After stop, hosts not begun get an error instead, so a Start
+// that failed does not leave key generation running.
+func generateHostKeys(n int) (keysOf func(i int) hostKeys, stop func()) {
+	results := make([]chan hostKeys, n)
+	for i := range results {
+		results[i] = make(chan hostKeys, 1)
+	}
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	done := make(chan struct{})
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		go func() {
+			for i := range next {
+				select {
+				case <-done:
+					results[i] <- hostKeys{err: errors.New("simulation stopped")}
+				default:
+					results[i] <- newHostKeys()
+				}
+			}
+		}()
+	}
+	return func(i int) hostKeys { return <-results[i] }, sync.OnceFunc(func() { close(done) })
+}
+
+func newHostKeys() hostKeys {
+	keys := map[string]crypto.Signer{}
+	var err error
+	for _, typ := range HostKeyTypes {
+		switch typ {
+		case ssh.KeyAlgoRSA:
+			keys[typ], err = rsa.GenerateKey(rand.Reader, 3072)
+		case ssh.KeyAlgoECDSA256:
+			keys[typ], err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		case ssh.KeyAlgoED25519:
+			_, keys[typ], err = ed25519.GenerateKey(rand.Reader)
+		}
+		if err != nil {
+			return hostKeys{err: fmt.Errorf("generate %s host key: %w", typ, err)}
+		}
+	}
+	return hostKeys{keys: keys}
+}
+
+func (s *Sim) newHost(name, ns, addr string, router bool, keys hostKeys) (*Host, error) {
+	if keys.err != nil {
+		return nil, keys.err
+	}
+	h := &Host{Name: name, NetNS: ns, IP: addr, Dir: filepath.Join(s.Dir, name), HostSigners: map[string]ssh.Signer{}}
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	block, err := ssh.MarshalPrivateKey(key, name)
-	if err != nil {
-		return nil, err
+	// The HostKey lines of Ubuntu's sshd_config.
+	var hostKeyLines []string
+	for _, typ := range HostKeyTypes {
+		block, err := ssh.MarshalPrivateKey(keys.keys[typ], name)
+		if err != nil {
+			return nil, err
+		}
+		file := filepath.Join(h.Dir, hostKeyFiles[typ])
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			return nil, err
+		}
+		hostKeyLines = append(hostKeyLines, "HostKey "+file)
+		if h.HostSigners[typ], err = ssh.NewSignerFromKey(keys.keys[typ]); err != nil {
+			return nil, err
+		}
 	}
-	if err := os.WriteFile(filepath.Join(h.Dir, "ssh_host_ed25519_key"), pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	if h.HostSigner, err = ssh.NewSignerFromKey(key); err != nil {
-		return nil, err
-	}
-	h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.HostSigner.PublicKey())))
+	h.HostSigner = h.HostSigners[ssh.KeyAlgoED25519]
+	h.HostKey = h.HostKeyOf(ssh.KeyAlgoED25519)
 	if err := os.WriteFile(filepath.Join(h.Dir, "authorized_keys"), ssh.MarshalAuthorizedKey(s.ClientSigner.PublicKey()), 0o600); err != nil {
 		return nil, err
 	}
@@ -266,7 +368,7 @@ func (s *Sim) newHost(name, ns, addr string, router bool) (*Host, error) {
 	h.SSHDLog = filepath.Join(h.Dir, "sshd.log")
 	cfg := fmt.Sprintf(`Port 22
 ListenAddress 0.0.0.0
-HostKey %[1]s/ssh_host_ed25519_key
+%[4]s
 PidFile %[1]s/sshd.pid
 AuthorizedKeysFile %[1]s/authorized_keys
 PermitRootLogin prohibit-password
@@ -283,7 +385,7 @@ MaxStartups 200
 MaxSessions 100
 Subsystem sftp internal-sftp
 SetEnv HOME=%[3]s
-`, h.Dir, forwarding, home)
+`, h.Dir, forwarding, home, strings.Join(hostKeyLines, "\n"))
 	if err := os.WriteFile(filepath.Join(h.Dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -321,11 +423,23 @@ func (s *Sim) waitSSHD(ctx context.Context, h *Host) error {
 	}
 }
 
-// KnownHosts returns known_hosts lines for the router and every worker.
+// KnownHosts returns known_hosts lines for the router and every worker,
+// one per host with its Ed25519 key (HostKey).
 func (s *Sim) KnownHosts() []byte {
+	return s.KnownHostsOf(ssh.KeyAlgoED25519)
+}
+
+// KnownHostsOf returns known_hosts lines for the router and every worker
+// with their keys of the types given (of HostKeyTypes), as
+// "ssh-keyscan -t" would print them.
+func (s *Sim) KnownHostsOf(types ...string) []byte {
 	var b bytes.Buffer
 	for _, h := range s.Hosts() {
-		fmt.Fprintf(&b, "%s %s\n", h.IP, h.HostKey)
+		for _, typ := range types {
+			if k := h.HostKeyOf(typ); k != "" {
+				fmt.Fprintf(&b, "%s %s\n", h.IP, k)
+			}
+		}
 	}
 	return b.Bytes()
 }
