@@ -37,7 +37,11 @@ const etcdPathPrefix = "/registry/stargate.io"
 // Options are the flags of stargate-apiserver.
 type Options struct {
 	RecommendedOptions *genericoptions.RecommendedOptions
-	Logs               *logs.Options
+	// ServerRun are the request limits, timeouts and graceful-shutdown
+	// flags every k8s.io/apiserver server has (--shutdown-delay-duration,
+	// --request-timeout, ...).
+	ServerRun *genericoptions.ServerRunOptions
+	Logs      *logs.Options
 
 	// DataDir holds the embedded etcd when no --etcd-servers are named.
 	DataDir string
@@ -62,6 +66,14 @@ func NewOptions(stdout io.Writer) *Options {
 		components: compatibility.DefaultComponentGlobalsRegistry,
 		stdout:     stdout,
 	}
+	o.ServerRun = genericoptions.NewServerRunOptionsForComponent(basecompatibility.DefaultKubeComponent, o.components)
+	// On SIGTERM, answer new requests with 429 Retry-After, let requests in
+	// flight finish, then end long-running ones (the watches that
+	// kube-apiserver's garbage collector, namespace and quota controllers
+	// hold through the aggregator) with a GOAWAY within 2s, so their
+	// clients reconnect at once. Without it the server waits up to
+	// --request-timeout (60s) for those watches before it exits.
+	o.ServerRun.ShutdownSendRetryAfter = true
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
 	// Store protobuf, as kube-apiserver does for built-in types: smaller in
@@ -119,7 +131,8 @@ delegated to the kube-apiserver.`,
 	_, _ = o.components.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
 		utilfeature.DefaultMutableFeatureGate)
-	o.components.AddFlags(fss.FlagSet("generic"))
+	// Also the components' --emulated-version and --feature-gates.
+	o.ServerRun.AddUniversalFlags(fss.FlagSet("generic"))
 
 	for _, fs := range fss.FlagSets {
 		cmd.Flags().AddFlagSet(fs)
@@ -158,6 +171,7 @@ func (o *Options) Run(ctx context.Context) error {
 func (o *Options) Validate() error {
 	var errs []error
 	errs = append(errs, o.RecommendedOptions.Validate()...)
+	errs = append(errs, o.ServerRun.Validate()...)
 	errs = append(errs, o.components.Validate()...)
 	errs = append(errs, o.NodeAgent.Validate()...)
 	return utilerrors.NewAggregate(errs)
@@ -186,6 +200,9 @@ func (o *Options) Config() (*Config, error) {
 		return nil, fmt.Errorf("--storage-media-type: %w", err)
 	}
 	o.RecommendedOptions.Etcd.StorageConfig.Codec = codec
+	if err := o.ServerRun.ApplyTo(&c.Config); err != nil {
+		return nil, err
+	}
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}

@@ -71,25 +71,19 @@ func (cp *ControlPlane) ClientCA() (certPEM, keyPEM []byte, err error) {
 }
 
 // Controllers is kube-controller-manager's --controllers as a kubeadm
-// control plane sets it: every controller on by default, plus the two that
-// are off by default and that a cluster using bootstrap tokens needs
-// (bootstrapsigner signs kube-public/cluster-info, tokencleaner deletes
-// expired bootstrap tokens, which is what keeps Stargate's tokens
-// short-lived on the server side too). The controllers below are turned
-// off because they only work with a cloud provider, which this control
-// plane has not (Stargate's nodes are not cloud VMs):
-//   - cloud-node-lifecycle-controller: deletes Nodes whose VM the cloud
-//     says is gone;
-//   - node-route-controller: writes cloud routes for Node pod CIDRs
-//     (Stargate writes those itself);
-//   - service-lb-controller: makes cloud load balancers.
+// control plane sets it: every controller that is on by default, plus the
+// two that are off by default and that a cluster using bootstrap tokens
+// needs (bootstrap-signer signs kube-public/cluster-info; token-cleaner
+// deletes expired bootstrap tokens, which keeps Stargate's tokens
+// short-lived on the server side too).
 //
-// Node IPAM stays on by name but does nothing: without --allocate-node-cidrs
-// it does not allocate, and Stargate gives each Node its pod CIDR.
-var Controllers = []string{
-	"*", "bootstrap-signer-controller", "token-cleaner-controller",
-	"-cloud-node-lifecycle-controller", "-node-route-controller", "-service-lb-controller",
-}
+// Nothing has to be turned off here. The controllers that need a cloud
+// provider (cloud node lifecycle, routes, service load balancers) are no
+// longer part of kube-controller-manager (a cloud-controller-manager runs
+// them; AKS runs its own, and none runs here: Stargate's nodes are not
+// cloud VMs). Node IPAM is on but idle: without --allocate-node-cidrs it
+// allocates nothing, and Stargate gives each Node its pod CIDR.
+var Controllers = []string{"*", "bootstrap-signer-controller", "token-cleaner-controller"}
 
 // ControllerManagerOptions configure StartControllerManager.
 type ControllerManagerOptions struct {
