@@ -27,6 +27,7 @@ help:
 	@echo "make test       make deps, go test ./... against the real binaries, then the module-directory and generated-code checks"
 	@echo "make verify     gofmt, go vet, the module-directory check and the generated-code check"
 	@echo "make codegen    regenerate deepcopy, conversion, OpenAPI and the clientset"
+	@echo "make fuzz       run each Go fuzz target (func FuzzXxx) under pkg/ for FUZZTIME (default 30s); make test runs only their seeds"
 
 build:
 	$(GO) build ./...
@@ -75,3 +76,19 @@ verify:
 
 codegen:
 	hack/update-codegen.sh
+
+# Go fuzzes one target of one package at a time, so the targets are found
+# by their declaration and run one after the other. A failing input is
+# kept under the package's testdata/fuzz/, where plain go test (and so
+# make test) runs it from then on.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz:
+	targets=$$(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' pkg \
+	  | sed -E 's#^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*).*#./\1:\2#' | sort -u); \
+	for t in $$targets; do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
+	done

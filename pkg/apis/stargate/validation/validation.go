@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -22,10 +23,43 @@ import (
 const (
 	// MaxReasonLength bounds the free-text reason of a repave.
 	MaxReasonLength = 1024
-	// MaxMessageLength bounds status messages.
+	// MaxMessageLength bounds status messages: metav1.Condition's own
+	// bound on condition messages, used for every other message too.
 	MaxMessageLength = 32 * 1024
 	// MaxOutputTailLength bounds the script output kept in Operation status.
 	MaxOutputTailLength = 64 * 1024
+
+	// The bounds below keep a status writer, above all the node agent,
+	// which writes status.routes[layer=node] and two conditions of its own
+	// Server, from inflating the object towards etcd's request limit
+	// (1.5 MiB by default). They are far above what Stargate writes.
+
+	// MaxConditions bounds status.conditions. A Server carries ten
+	// condition types today, an Operation one; the node agent may write
+	// two. (Cluster API allows 32; 16 keeps the whole status, with every
+	// bound below at its maximum, within etcd's limit.)
+	MaxConditions = 16
+	// MaxRouteLayerReasonLength bounds status.routes[].reason, a CamelCase
+	// word like a condition reason, with metav1.Condition's bound on reasons.
+	MaxRouteLayerReasonLength = 1024
+	// MaxRoutesPerLayer bounds status.routes[].desired and .observed. A
+	// layer lists the routes of one server: a few CIDRs (the node agent's
+	// --remote-cidrs, two by default, and the server's pod CIDR), not a
+	// routing table.
+	MaxRoutesPerLayer = 64
+	// MaxRouteLength bounds one entry of status.routes[].desired and
+	// .observed: a route as iproute2 prints it ("10.244.0.0/16 via
+	// 192.0.2.1 dev eth0 table 100"); 1 KiB holds a multipath IPv6 route
+	// with a dozen next hops.
+	MaxRouteLength = 1024
+	// MaxSteps bounds status.steps of an Operation; a repave has six.
+	MaxSteps = 64
+	// MaxStepNameLength bounds status.steps[].name, a short word.
+	MaxStepNameLength = 128
+	// MaxServerNameLength bounds a Server's name: it is the value of the
+	// label stargate.io/server on the server's Node and Operations, and a
+	// label value has at most 63 characters.
+	MaxServerNameLength = utilvalidation.LabelValueMaxLength
 )
 
 var (
@@ -40,11 +74,25 @@ var (
 	operationPhases     = sets.New(stargate.OperationPending, stargate.OperationRunning, stargate.OperationSucceeded, stargate.OperationFailed)
 	stepStates          = sets.New(stargate.StepPending, stargate.StepRunning, stargate.StepSucceeded, stargate.StepFailed)
 	routeLayers         = sets.New(stargate.AllRouteLayers...)
+
+	// kubeletLabels are the labels in the kubernetes.io and k8s.io
+	// namespaces that a kubelet may set on its own Node, as
+	// k8s.io/kubelet/pkg/apis.IsKubeletLabel lists them; a kubelet started
+	// with any other label of those namespaces in --node-labels refuses to
+	// start.
+	kubeletLabels = sets.New(
+		"kubernetes.io/hostname",
+		"topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+		"failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+		"beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+		"kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+	)
+	kubeletLabelNamespaces = []string{"kubelet.kubernetes.io", "node.kubernetes.io"}
 )
 
 // ValidateServer validates a new Server.
 func ValidateServer(s *stargate.Server) field.ErrorList {
-	allErrs := apimachineryvalidation.ValidateObjectMeta(&s.ObjectMeta, true, apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&s.ObjectMeta, true, ValidateServerName, field.NewPath("metadata"))
 	allErrs = append(allErrs, validateServerSpec(&s.Spec, field.NewPath("spec"))...)
 	return allErrs
 }
@@ -70,6 +118,19 @@ func ValidateServerStatusUpdate(s, old *stargate.Server) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&s.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	allErrs = append(allErrs, validateServerStatus(&s.Status, field.NewPath("status"))...)
 	return allErrs
+}
+
+// ValidateServerName checks a Server's name: a DNS subdomain that is also
+// a label value, since it is the value of label stargate.io/server on the
+// server's Node and Operations. A generateName prefix is only checked as a
+// DNS subdomain: the generated name is cut to fit.
+func ValidateServerName(name string, prefix bool) []string {
+	msgs := apimachineryvalidation.NameIsDNSSubdomain(name, prefix)
+	if !prefix && len(name) > MaxServerNameLength {
+		msgs = append(msgs, fmt.Sprintf("must be no more than %d characters: the name is the value of label %s on the server's Node and Operations",
+			MaxServerNameLength, stargate.LabelServer))
+	}
+	return msgs
 }
 
 func validateServerSpec(spec *stargate.ServerSpec, fldPath *field.Path) field.ErrorList {
@@ -129,13 +190,28 @@ func validateServerStatus(status *stargate.ServerStatus, fldPath *field.Path) fi
 	if status.ObservedGeneration < 0 {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("observedGeneration"), status.ObservedGeneration, "must not be negative"))
 	}
-	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, fldPath.Child("conditions"))...)
+	allErrs = append(allErrs, validateConditions(status.Conditions, fldPath.Child("conditions"))...)
 	allErrs = append(allErrs, ValidateRouteLayers(status.Routes, fldPath.Child("routes"))...)
 	return allErrs
 }
 
-// ValidateRouteLayers validates the per-layer route health of a Server.
+// validateConditions checks conditions as metav1 does, which bounds each
+// reason (1 KiB) and message (32 KiB), and bounds their number. Past the
+// bound the entries are not checked one by one: the write is refused
+// anyway, and the answer stays short.
+func validateConditions(conditions []metav1.Condition, fldPath *field.Path) field.ErrorList {
+	if len(conditions) > MaxConditions {
+		return field.ErrorList{field.TooMany(fldPath, len(conditions), MaxConditions)}
+	}
+	return metav1validation.ValidateConditions(conditions, fldPath)
+}
+
+// ValidateRouteLayers validates the per-layer route health of a Server:
+// at most one entry per known layer, and every list and string bounded.
 func ValidateRouteLayers(layers []stargate.RouteLayerStatus, fldPath *field.Path) field.ErrorList {
+	if len(layers) > len(stargate.AllRouteLayers) {
+		return field.ErrorList{field.TooMany(fldPath, len(layers), len(stargate.AllRouteLayers))}
+	}
 	var allErrs field.ErrorList
 	seen := sets.New[stargate.RouteLayer]()
 	for i, l := range layers {
@@ -147,13 +223,32 @@ func ValidateRouteLayers(layers []stargate.RouteLayerStatus, fldPath *field.Path
 			allErrs = append(allErrs, field.Duplicate(p.Child("layer"), l.Layer))
 		}
 		seen.Insert(l.Layer)
-		if l.Reason != "" {
+		allErrs = append(allErrs, validateRouteList(l.Desired, p.Child("desired"))...)
+		allErrs = append(allErrs, validateRouteList(l.Observed, p.Child("observed"))...)
+		switch {
+		case len(l.Reason) > MaxRouteLayerReasonLength:
+			allErrs = append(allErrs, field.TooLong(p.Child("reason"), "", MaxRouteLayerReasonLength))
+		case l.Reason != "":
 			for _, msg := range metav1validation.IsValidConditionReason(l.Reason) {
 				allErrs = append(allErrs, field.Invalid(p.Child("reason"), l.Reason, msg))
 			}
 		}
 		if len(l.Message) > MaxMessageLength {
 			allErrs = append(allErrs, field.TooLong(p.Child("message"), "", MaxMessageLength))
+		}
+	}
+	return allErrs
+}
+
+// validateRouteList bounds a list of routes and each route's length.
+func validateRouteList(routes []string, fldPath *field.Path) field.ErrorList {
+	if len(routes) > MaxRoutesPerLayer {
+		return field.ErrorList{field.TooMany(fldPath, len(routes), MaxRoutesPerLayer)}
+	}
+	var allErrs field.ErrorList
+	for i, r := range routes {
+		if len(r) > MaxRouteLength {
+			allErrs = append(allErrs, field.TooLong(fldPath.Index(i), "", MaxRouteLength))
 		}
 	}
 	return allErrs
@@ -207,9 +302,21 @@ func validateProfileSpec(spec *stargate.ProvisioningProfileSpec, fldPath *field.
 			}
 		}
 	}
-	allErrs = append(allErrs, metav1validation.ValidateLabels(spec.NodeLabels, fldPath.Child("nodeLabels"))...)
+	allErrs = append(allErrs, validateNodeLabels(spec.NodeLabels, fldPath.Child("nodeLabels"))...)
+	type taintKey struct {
+		key    string
+		effect stargate.TaintEffect
+	}
+	taints := sets.New[taintKey]()
 	for i, t := range spec.NodeTaints {
 		p := fldPath.Child("nodeTaints").Index(i)
+		// As for a Node's own spec.taints: a Node with two taints of one
+		// key and effect is refused, so the node could never register.
+		if k := (taintKey{t.Key, t.Effect}); taints.Has(k) {
+			allErrs = append(allErrs, field.Duplicate(p, fmt.Sprintf("%s:%s", t.Key, t.Effect)))
+		} else {
+			taints.Insert(k)
+		}
 		if t.Key == "" {
 			allErrs = append(allErrs, field.Required(p.Child("key"), ""))
 		} else {
@@ -227,6 +334,48 @@ func validateProfileSpec(spec *stargate.ProvisioningProfileSpec, fldPath *field.
 		}
 	}
 	return allErrs
+}
+
+// validateNodeLabels checks the labels a node registers with
+// (kubelet --node-labels): valid labels, and in the kubernetes.io and
+// k8s.io namespaces only those a kubelet may set on its own Node, since a
+// kubelet given any other refuses to start.
+func validateNodeLabels(labels map[string]string, fldPath *field.Path) field.ErrorList {
+	allErrs := metav1validation.ValidateLabels(labels, fldPath)
+	for _, k := range sets.List(sets.KeySet(labels)) {
+		if isKubernetesLabel(k) && !isKubeletLabel(k) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Key(k), k,
+				fmt.Sprintf("a kubelet may not set this label on its own Node and refuses to start with it; in the kubernetes.io and k8s.io namespaces only %s and labels under %s are allowed",
+					strings.Join(sets.List(kubeletLabels), ", "), strings.Join(kubeletLabelNamespaces, " or "))))
+		}
+	}
+	return allErrs
+}
+
+func labelNamespace(key string) string {
+	ns, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return ""
+	}
+	return ns
+}
+
+func isKubernetesLabel(key string) bool {
+	ns := labelNamespace(key)
+	return ns == "kubernetes.io" || strings.HasSuffix(ns, ".kubernetes.io") || ns == "k8s.io" || strings.HasSuffix(ns, ".k8s.io")
+}
+
+func isKubeletLabel(key string) bool {
+	if kubeletLabels.Has(key) {
+		return true
+	}
+	ns := labelNamespace(key)
+	for _, allowed := range kubeletLabelNamespaces {
+		if ns == allowed || strings.HasSuffix(ns, "."+allowed) {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidateOperation validates a new Operation.
@@ -258,15 +407,36 @@ func ValidateOperationStatusUpdate(o, old *stargate.Operation) field.ErrorList {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("phase"), st.Phase,
 			fmt.Sprintf("an Operation that has %s cannot change phase; start a new one", old.Status.Phase)))
 	}
-	steps := sets.New[string]()
-	for i, s := range st.Steps {
-		p := fldPath.Child("steps").Index(i)
-		if s.Name == "" {
+	allErrs = append(allErrs, validateSteps(st.Steps, fldPath.Child("steps"))...)
+	if len(st.Message) > MaxMessageLength {
+		allErrs = append(allErrs, field.TooLong(fldPath.Child("message"), "", MaxMessageLength))
+	}
+	if len(st.OutputTail) > MaxOutputTailLength {
+		allErrs = append(allErrs, field.TooLong(fldPath.Child("outputTail"), "", MaxOutputTailLength))
+	}
+	allErrs = append(allErrs, validateConditions(st.Conditions, fldPath.Child("conditions"))...)
+	return allErrs
+}
+
+// validateSteps checks the steps of an Operation: named uniquely, in a
+// known state, bounded in number and size.
+func validateSteps(steps []stargate.OperationStep, fldPath *field.Path) field.ErrorList {
+	if len(steps) > MaxSteps {
+		return field.ErrorList{field.TooMany(fldPath, len(steps), MaxSteps)}
+	}
+	var allErrs field.ErrorList
+	names := sets.New[string]()
+	for i, s := range steps {
+		p := fldPath.Index(i)
+		switch {
+		case s.Name == "":
 			allErrs = append(allErrs, field.Required(p.Child("name"), ""))
-		} else if steps.Has(s.Name) {
+		case len(s.Name) > MaxStepNameLength:
+			allErrs = append(allErrs, field.TooLong(p.Child("name"), "", MaxStepNameLength))
+		case names.Has(s.Name):
 			allErrs = append(allErrs, field.Duplicate(p.Child("name"), s.Name))
 		}
-		steps.Insert(s.Name)
+		names.Insert(s.Name)
 		if !stepStates.Has(s.State) {
 			allErrs = append(allErrs, field.NotSupported(p.Child("state"), s.State, sets.List(stepStates)))
 		}
@@ -274,13 +444,6 @@ func ValidateOperationStatusUpdate(o, old *stargate.Operation) field.ErrorList {
 			allErrs = append(allErrs, field.TooLong(p.Child("message"), "", MaxMessageLength))
 		}
 	}
-	if len(st.Message) > MaxMessageLength {
-		allErrs = append(allErrs, field.TooLong(fldPath.Child("message"), "", MaxMessageLength))
-	}
-	if len(st.OutputTail) > MaxOutputTailLength {
-		allErrs = append(allErrs, field.TooLong(fldPath.Child("outputTail"), "", MaxOutputTailLength))
-	}
-	allErrs = append(allErrs, metav1validation.ValidateConditions(st.Conditions, fldPath.Child("conditions"))...)
 	return allErrs
 }
 
