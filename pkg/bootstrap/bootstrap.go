@@ -24,7 +24,9 @@ import (
 
 const (
 	// Group is the extra group of Stargate's bootstrap tokens; RBAC lets it
-	// create node client CSRs and have them auto-approved.
+	// create node client CSRs, which stargate-controller approves only for
+	// the node of the token's Server (never kube-controller-manager's
+	// auto-approval, which would sign any node name).
 	Group = "system:bootstrappers:stargate"
 	// LabelOperation on a token Secret names the Operation that made it.
 	LabelOperation = "stargate.io/operation"
@@ -84,9 +86,9 @@ func TokenFromSecret(s *corev1.Secret) (Token, error) {
 	return t, nil
 }
 
-// RBAC is what lets Group's tokens bootstrap kubelets: create CSRs, have
-// node client CSRs auto-approved by the CSR approver, and lets nodes renew
-// their own client certificates.
+// RBAC is what lets Group's tokens bootstrap kubelets: create CSRs (that
+// stargate-controller decides), and lets nodes renew their own client
+// certificates.
 func RBAC() []*rbacv1.ClusterRoleBinding {
 	group := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: Group}}
 	nodes := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}}
@@ -99,14 +101,25 @@ func RBAC() []*rbacv1.ClusterRoleBinding {
 	}
 	return []*rbacv1.ClusterRoleBinding{
 		crb("stargate:kubelet-bootstrap", "system:node-bootstrapper", group),
-		crb("stargate:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group),
 		crb("stargate:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", nodes),
 	}
 }
 
+// ObsoleteRBAC names the ClusterRoleBindings that earlier versions made and
+// that must not exist: stargate:node-autoapprove-bootstrap bound Group to
+// kube-controller-manager's node client auto-approval, which approves a
+// bootstrap token's CSR for any node name.
+var ObsoleteRBAC = []string{"stargate:node-autoapprove-bootstrap"}
+
 // EnsureRBAC creates the bindings of RBAC, or puts back their subjects and
-// role when someone changed them.
+// role when someone changed them, and deletes those of ObsoleteRBAC.
 func EnsureRBAC(ctx context.Context, c client.Client) error {
+	for _, name := range ObsoleteRBAC {
+		old := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := c.Delete(ctx, old); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete obsolete ClusterRoleBinding %s: %w", name, err)
+		}
+	}
 	for _, want := range RBAC() {
 		var got rbacv1.ClusterRoleBinding
 		err := c.Get(ctx, client.ObjectKeyFromObject(want), &got)

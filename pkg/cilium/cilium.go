@@ -2,7 +2,9 @@
 // Cilium look for it: Node spec.podCIDR(s), set only while empty (a
 // different existing value is reported, never overwritten), and the
 // CiliumNode of the same name, spec.ipam.podCIDRs, created ahead of the
-// Cilium agent when missing.
+// Cilium agent when missing. It changes only Nodes and CiliumNodes that
+// carry the Server's ownership labels: a Server whose hostname names
+// someone else's node gets ErrNotOwned, and that node is left alone.
 package cilium
 
 import (
@@ -29,6 +31,38 @@ var ErrCRDMissing = errors.New("the CiliumNode CRD (ciliumnodes.cilium.io/v2) is
 // ErrNodeConflict means the Node already has another pod CIDR.
 var ErrNodeConflict = errors.New("node pod CIDR conflict")
 
+// ErrNotOwned means a Node or CiliumNode of the wanted name exists but
+// does not carry the Server's ownership labels: it belongs to another
+// machine (an AKS node, another Server) and is not changed.
+var ErrNotOwned = errors.New("not owned by this Server")
+
+// Owned says whether an object's labels hold every one of owner's.
+func Owned(labels, owner map[string]string) bool {
+	if len(owner) == 0 {
+		return false
+	}
+	for k, v := range owner {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func notOwned(kind, name string, labels, owner map[string]string) error {
+	var want []string
+	for k, v := range owner {
+		want = append(want, k+"="+v)
+	}
+	slices.Sort(want)
+	holder := "unlabelled"
+	if s, d := labels["stargate.io/server"], labels["stargate.io/datacenter"]; s != "" || d != "" {
+		holder = "labelled for Server " + d + "/" + s
+	}
+	return fmt.Errorf("%w: %s %s exists (%s) without %v; another machine uses this name, so Stargate does not change it: rename spec.hostname",
+		ErrNotOwned, kind, name, holder, want)
+}
+
 // NodeState is what SyncNode found.
 type NodeState string
 
@@ -50,10 +84,14 @@ type NodeResult struct {
 
 // SyncNode sets spec.podCIDR and spec.podCIDRs of the named Node when they
 // are empty. The API server refuses to change them once set, and another
-// value means someone else allocated: that is ErrNodeConflict.
-func SyncNode(ctx context.Context, c client.Client, node *corev1.Node, cidr string) (NodeResult, error) {
+// value means someone else allocated: that is ErrNodeConflict. A Node
+// without every label of owner is not touched: ErrNotOwned.
+func SyncNode(ctx context.Context, c client.Client, node *corev1.Node, cidr string, owner map[string]string) (NodeResult, error) {
 	if node == nil {
 		return NodeResult{State: NodeAbsent}, nil
+	}
+	if !Owned(node.Labels, owner) {
+		return NodeResult{}, notOwned("Node", node.Name, node.Labels, owner)
 	}
 	have := node.Spec.PodCIDRs
 	if len(have) == 0 && node.Spec.PodCIDR != "" {
@@ -119,9 +157,10 @@ func isNotFoundForKind(err error) bool {
 }
 
 // SyncCiliumNode makes spec.ipam.podCIDRs of the CiliumNode called name
-// equal [cidr]: it creates the CiliumNode (labelled as Stargate's) when
-// absent, so the agent finds its CIDR when it starts, or patches it. have
-// is the current object, nil when absent.
+// equal [cidr]: it creates the CiliumNode (with labels, the Server's
+// ownership labels) when absent, so the agent finds its CIDR when it
+// starts, or patches it when it carries those labels (ErrNotOwned when
+// not). have is the current object, nil when absent.
 func SyncCiliumNode(ctx context.Context, c client.Client, name string, have *unstructured.Unstructured, cidr string, labels map[string]string) (CiliumNodeResult, error) {
 	if have == nil {
 		cn := &unstructured.Unstructured{}
@@ -138,6 +177,9 @@ func SyncCiliumNode(ctx context.Context, c client.Client, name string, have *uns
 		return CiliumNodeResult{Created: true}, nil
 	}
 	res := CiliumNodeResult{Observed: PodCIDRsOf(have)}
+	if !Owned(have.GetLabels(), labels) {
+		return res, notOwned("CiliumNode", name, have.GetLabels(), labels)
+	}
 	if slices.Equal(res.Observed, []string{cidr}) {
 		return res, nil
 	}
@@ -150,10 +192,10 @@ func SyncCiliumNode(ctx context.Context, c client.Client, name string, have *uns
 	return res, nil
 }
 
-// DeleteCiliumNode deletes a CiliumNode Stargate created (it carries
-// labelKey); CiliumNodes of others are left alone.
-func DeleteCiliumNode(ctx context.Context, c client.Client, have *unstructured.Unstructured, labelKey string) error {
-	if have == nil || have.GetLabels()[labelKey] == "" {
+// DeleteCiliumNode deletes a CiliumNode Stargate created for the Server
+// (it carries every label of owner); CiliumNodes of others are left alone.
+func DeleteCiliumNode(ctx context.Context, c client.Client, have *unstructured.Unstructured, owner map[string]string) error {
+	if have == nil || !Owned(have.GetLabels(), owner) {
 		return nil
 	}
 	if err := c.Delete(ctx, have); err != nil && !apierrors.IsNotFound(err) {

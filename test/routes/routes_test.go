@@ -167,14 +167,22 @@ func TestThreeDatacentersConvergeAndRepairDrift(t *testing.T) {
 		t.Fatal("foreign tailscale route disabled")
 	}
 
-	// Nodes: an empty pod CIDR is filled, a different one is reported.
+	// Nodes: an empty pod CIDR is filled, a different one is reported, and
+	// a Node of the same name that is not Stargate's (no labels of the
+	// Server) is not touched at all.
 	kube := world.ControlPlane.Kube
-	fill, clash := servers[0], servers[11]
-	if _, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fill.Spec.Hostname}}, metav1.CreateOptions{}); err != nil {
+	fill, clash, foreign := servers[0], servers[11], servers[12]
+	owned := func(s v1alpha1.Server) map[string]string {
+		return map[string]string{"stargate.io/server": s.Name, "stargate.io/datacenter": s.Namespace}
+	}
+	if _, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fill.Spec.Hostname, Labels: owned(fill)}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: clash.Spec.Hostname},
+	if _, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: clash.Spec.Hostname, Labels: owned(clash)},
 		Spec: corev1.NodeSpec{PodCIDR: "10.98.0.0/24", PodCIDRs: []string{"10.98.0.0/24"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: foreign.Spec.Hostname}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -185,14 +193,20 @@ func TestThreeDatacentersConvergeAndRepairDrift(t *testing.T) {
 		t.Fatalf("Node %s pod CIDR not set: %v", fill.Spec.Hostname, err)
 	}
 	waitServers(t, ctx, 30*time.Second, []string{clash.Namespace}, func(s *v1alpha1.Server) bool {
-		if s.Name != clash.Name {
-			return true
-		}
 		c := condition(s, "CiliumPodCIDRSynced")
-		return c != nil && c.Reason == "NodePodCIDRConflict" && strings.Contains(c.Message, "10.98.0.0/24")
+		switch s.Name {
+		case clash.Name:
+			return c != nil && c.Reason == "NodePodCIDRConflict" && strings.Contains(c.Message, "10.98.0.0/24")
+		case foreign.Name:
+			return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "NodeNameConflict" && strings.Contains(c.Message, "Node "+foreign.Spec.Hostname)
+		}
+		return true
 	})
 	if n, _ := kube.CoreV1().Nodes().Get(ctx, clash.Spec.Hostname, metav1.GetOptions{}); n.Spec.PodCIDR != "10.98.0.0/24" {
 		t.Fatalf("conflicting Node pod CIDR overwritten: %s", n.Spec.PodCIDR)
+	}
+	if n, _ := kube.CoreV1().Nodes().Get(ctx, foreign.Spec.Hostname, metav1.GetOptions{}); n.Spec.PodCIDR != "" {
+		t.Fatalf("a Node that is not Stargate's got pod CIDR %s", n.Spec.PodCIDR)
 	}
 
 	// What a person sees.

@@ -35,6 +35,11 @@ const (
 // ReasonNotChecked is the reason of a route layer that has not been checked yet.
 const ReasonNotChecked = "NotChecked"
 
+// ReasonNodeNameConflict: a Node or CiliumNode of the Server's hostname
+// exists and belongs to another machine (it lacks the Server's labels
+// LabelServer and LabelDatacenter); Stargate does not change it.
+const ReasonNodeNameConflict = "NodeNameConflict"
+
 // Labels and annotations Stargate puts on objects.
 const (
 	// LabelServer on a Node or Operation names the Server it belongs to.

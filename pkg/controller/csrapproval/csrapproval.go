@@ -1,9 +1,20 @@
-// Package csrapproval approves kubelet serving certificate requests of
-// Stargate's nodes, which AKS leaves pending (it approves client CSRs
-// only). A request is approved only when it comes from the node itself and
-// asks for exactly the names the Server has: its hostname as DNS name and
-// its ipAddress as IP. A Stargate node asking for anything else is denied;
-// requests of other nodes are left alone.
+// Package csrapproval decides the certificate requests of Stargate's
+// nodes, so that a bootstrap token or a node gets exactly one identity:
+//
+//   - Node client certificates (signer kube-apiserver-client-kubelet)
+//     asked for with a Stargate bootstrap token: approved only for
+//     system:node:<hostname of the Server the token was made for>, in
+//     group system:nodes, for client auth, without any SAN, with a key of
+//     ECDSA P-256/P-384 or RSA of at least 2048 bits; everything else is
+//     denied with the reason. No RBAC binding lets kube-controller-manager
+//     auto-approve them (see bootstrap.RBAC).
+//   - Kubelet serving certificates (signer kubelet-serving), which AKS
+//     leaves pending: approved only when they come from the node itself and
+//     ask for exactly the names its Server has, the hostname as DNS name
+//     and the ipAddress as IP. The Server is found by its hostname, never
+//     through the Node's labels, which the kubelet sets itself.
+//
+// Requests of other nodes and other tokens are left alone.
 package csrapproval
 
 import (
@@ -26,14 +37,16 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/bootstrap"
 )
 
 // Reasons on the CSR's Approved or Denied condition.
 const (
-	ReasonApproved = "StargateServingSANsMatch"
-	ReasonDenied   = "StargateServingSANsMismatch"
+	ReasonApproved       = "StargateServingSANsMatch"
+	ReasonDenied         = "StargateServingSANsMismatch"
+	ReasonClientApproved = "StargateBootstrapIdentityMatch"
+	ReasonClientDenied   = "StargateBootstrapIdentityMismatch"
 )
 
 // Controller is the csrapproval reconciler group.
@@ -50,20 +63,24 @@ func (c *Controller) AddFlags(*pflag.FlagSet) {}
 
 // SetupWithManager implements manager.Controller.
 func (c *Controller) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
-	r := &Reconciler{Client: mgr.GetClient()}
-	serving := predicate.NewPredicateFuncs(func(o client.Object) bool {
+	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	kubelet := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		csr, ok := o.(*certificatesv1.CertificateSigningRequest)
-		return ok && csr.Spec.SignerName == certificatesv1.KubeletServingSignerName
+		return ok && (csr.Spec.SignerName == certificatesv1.KubeletServingSignerName ||
+			csr.Spec.SignerName == certificatesv1.KubeAPIServerClientKubeletSignerName)
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("csrapproval").
-		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(serving)).
+		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(kubelet)).
 		Complete(r)
 }
 
-// Reconciler decides kubelet serving CSRs of Stargate nodes.
+// Reconciler decides kubelet client and serving CSRs of Stargate nodes.
 type Reconciler struct {
 	Client client.Client
+	// APIReader reads bootstrap token Secrets by name, around the cache
+	// (the controller may not list or watch Secrets).
+	APIReader client.Reader
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -72,42 +89,124 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, &csr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if csr.Spec.SignerName != certificatesv1.KubeletServingSignerName || decided(&csr) {
+	if decided(&csr) {
 		return ctrl.Result{}, nil
 	}
+	switch csr.Spec.SignerName {
+	case certificatesv1.KubeletServingSignerName:
+		return ctrl.Result{}, r.serving(ctx, &csr)
+	case certificatesv1.KubeAPIServerClientKubeletSignerName:
+		return ctrl.Result{}, r.client(ctx, &csr)
+	}
+	return ctrl.Result{}, nil
+}
+
+// serving decides a kubelet serving CSR of a Stargate node.
+func (r *Reconciler) serving(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
 	nodeName, ok := strings.CutPrefix(csr.Spec.Username, "system:node:")
 	if !ok || !slices.Contains(csr.Spec.Groups, "system:nodes") {
-		return ctrl.Result{}, nil
+		return nil
 	}
-	var node corev1.Node
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: nodeName}, &node); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	servers, err := r.serversWithHostname(ctx, nodeName)
+	if err != nil {
+		return err
 	}
-	serverName, dc := node.Labels[stargate.LabelServer], node.Labels[stargate.LabelDatacenter]
-	if serverName == "" || dc == "" {
-		return ctrl.Result{}, nil // not Stargate's node
+	switch len(servers) {
+	case 0:
+		return nil // not Stargate's node
+	case 1:
+		approve, why := Check(csr, nodeName, &servers[0])
+		return r.decide(ctx, csr, approve, ReasonApproved, ReasonDenied, why)
+	default:
+		return r.decide(ctx, csr, false, ReasonApproved, ReasonDenied,
+			fmt.Sprintf("hostname %s is claimed by several Servers (%s): no node gets a certificate for it", nodeName, serverNames(servers)))
+	}
+}
+
+// client decides a node client CSR asked for with a Stargate bootstrap
+// token.
+func (r *Reconciler) client(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
+	tokenID, ok := strings.CutPrefix(csr.Spec.Username, "system:bootstrap:")
+	if !ok || !slices.Contains(csr.Spec.Groups, bootstrap.Group) {
+		return nil // not Stargate's token
+	}
+	server, why, err := r.serverOfToken(ctx, tokenID)
+	if err != nil {
+		return err
+	}
+	approve := false
+	if server != nil {
+		approve, why = CheckClient(csr, server)
+	}
+	return r.decide(ctx, csr, approve, ReasonClientApproved, ReasonClientDenied, why)
+}
+
+// serverOfToken finds the Server a bootstrap token was made for through
+// the labels of its Secret, which only the controller writes. A nil
+// Server comes with the reason to deny.
+func (r *Reconciler) serverOfToken(ctx context.Context, tokenID string) (*v1.Server, string, error) {
+	var secret corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: bootstrap.TokenNamespace, Name: bootstrap.SecretName(tokenID)}, &secret)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Sprintf("bootstrap token %s no longer exists (its Operation ended)", tokenID), nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("get the Secret of bootstrap token %s: %w", tokenID, err)
+	}
+	name, dc := secret.Labels[bootstrap.LabelServer], secret.Labels[bootstrap.LabelDatacenter]
+	if name == "" || dc == "" {
+		return nil, fmt.Sprintf("bootstrap token %s has Stargate's group but no Server labels: it was not made by Stargate", tokenID), nil
 	}
 	var server v1.Server
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: dc, Name: serverName}, &server); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: dc, Name: name}, &server)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Sprintf("Server %s/%s of bootstrap token %s does not exist", dc, name, tokenID), nil
 	}
-	approve, why := Check(&csr, nodeName, &server)
+	if err != nil {
+		return nil, "", err
+	}
+	return &server, "", nil
+}
+
+// serversWithHostname lists the Servers, in every namespace, whose
+// spec.hostname is name.
+func (r *Reconciler) serversWithHostname(ctx context.Context, name string) ([]v1.Server, error) {
+	var list v1.ServerList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list Servers: %w", err)
+	}
+	var out []v1.Server
+	for _, s := range list.Items {
+		if s.Spec.Hostname == name {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func serverNames(servers []v1.Server) string {
+	var names []string
+	for _, s := range servers {
+		names = append(names, s.Namespace+"/"+s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// decide approves or denies csr with the reason for each outcome.
+func (r *Reconciler) decide(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, approve bool, approved, denied, why string) error {
 	cond := certificatesv1.CertificateSigningRequestCondition{
-		Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue, Reason: ReasonDenied, Message: why,
+		Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue, Reason: denied, Message: why,
 		LastUpdateTime: metav1.Now(),
 	}
 	if approve {
-		cond.Type, cond.Reason = certificatesv1.CertificateApproved, ReasonApproved
+		cond.Type, cond.Reason = certificatesv1.CertificateApproved, approved
 	}
 	csr.Status.Conditions = append(csr.Status.Conditions, cond)
-	if err := r.Client.SubResource("approval").Update(ctx, &csr); err != nil {
-		return ctrl.Result{}, fmt.Errorf("decide CSR %s: %w", csr.Name, err)
+	if err := r.Client.SubResource("approval").Update(ctx, csr); err != nil {
+		return fmt.Errorf("decide CSR %s: %w", csr.Name, err)
 	}
-	logf.FromContext(ctx).Info("decided kubelet serving CSR", "csr", csr.Name, "node", nodeName, "approved", approve, "why", why)
-	return ctrl.Result{}, nil
+	logf.FromContext(ctx).Info("decided kubelet CSR", "csr", csr.Name, "signer", csr.Spec.SignerName, "user", csr.Spec.Username, "approved", approve, "why", why)
+	return nil
 }
 
 func decided(csr *certificatesv1.CertificateSigningRequest) bool {

@@ -58,7 +58,7 @@ const (
 	ReasonHostKeyUnknown       = "HostKeyUnknown"
 	ReasonUnreachable          = "Unreachable"
 	ReasonAuthenticationFailed = "AuthenticationFailed"
-	ReasonNodeConflict         = "NodeNameConflict"
+	ReasonNodeConflict         = stargate.ReasonNodeNameConflict
 	ReasonScriptFailed         = "BootstrapScriptFailed"
 	ReasonNodeNotReady         = "NodeNotReady"
 	ReasonInternal             = "InternalError"
@@ -407,6 +407,36 @@ func (p *repave) resolve(ctx context.Context) error {
 			return fail(ReasonScriptNotFound, "ConfigMap %s/%s has no key %q (ProvisioningProfile %s spec.bootstrapScriptRef)", ns, sr.Name, sr.Key, p.profile.Name)
 		}
 		p.script = []byte(s)
+	}
+	return p.checkNodeName(ctx)
+}
+
+// checkNodeName refuses, before any token exists, a hostname that another
+// Server (in any namespace) also claims or that names a Node Stargate did
+// not make for this Server: the token would otherwise buy that identity,
+// and RemoveStaleNode would delete another machine's Node.
+func (p *repave) checkNodeName(ctx context.Context) error {
+	name := p.nodeName()
+	var servers v1.ServerList
+	if err := p.r.Client.List(ctx, &servers); err != nil {
+		return fmt.Errorf("list Servers to check that hostname %s is unique: %w", name, err)
+	}
+	for _, s := range servers.Items {
+		if s.Spec.Hostname == name && (s.Namespace != p.server.Namespace || s.Name != p.server.Name) {
+			return fail(ReasonNodeConflict, "spec.hostname %s is also the hostname of Server %s/%s; a node name belongs to one Server: rename one of them", name, s.Namespace, s.Name)
+		}
+	}
+	var node corev1.Node
+	err := p.r.APIReader.Get(ctx, types.NamespacedName{Name: name}, &node)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get Node %s: %w", name, err)
+	}
+	if node.Labels[stargate.LabelServer] != p.server.Name || node.Labels[stargate.LabelDatacenter] != p.server.Namespace {
+		return fail(ReasonNodeConflict, "Node %s exists but is not labelled %s=%s, %s=%s: another machine uses this name; rename spec.hostname or delete that Node",
+			node.Name, stargate.LabelServer, p.server.Name, stargate.LabelDatacenter, p.server.Namespace)
 	}
 	return nil
 }

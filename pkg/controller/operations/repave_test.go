@@ -221,3 +221,54 @@ func TestResumedTokenStepReusesTheToken(t *testing.T) {
 		t.Errorf("listed tokens %d times, want 2 (find the earlier one, delete all)", got)
 	}
 }
+
+// A Server whose hostname another Server or a foreign Node already holds
+// is refused in ResolveReferences: before a connection, before a token
+// exists, and without deleting the foreign Node.
+func TestRepaveOfAnotherMachinesNodeNameFailsBeforeAnyToken(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		holder client.Object
+		want   string
+	}{
+		{"another Server in another namespace", &v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: "dc-2", Name: "other"},
+			Spec: v1.ServerSpec{Hostname: "s1", IPAddress: "192.0.2.20"}}, "Server dc-2/other"},
+		{"an AKS node", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "s1", Labels: map[string]string{"kubernetes.azure.com/cluster": "mc"}}}, "Node s1"},
+		{"a node labelled for another Server", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "s1",
+			Labels: map[string]string{"stargate.io/server": "s1", "stargate.io/datacenter": "dc-2"}}}, "Node s1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _, kube := testWorld(t)
+			ctx := context.Background()
+			if err := kube.Create(ctx, tc.holder); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "op"}}); err != nil {
+				t.Fatal(err)
+			}
+			op := getOp(t, kube)
+			states := map[string]v1.StepState{}
+			for _, s := range op.Status.Steps {
+				states[s.Name] = s.State
+			}
+			if op.Status.Phase != v1.OperationFailed || states[StepResolve] != v1.StepFailed || states[StepToken] != v1.StepPending {
+				t.Fatalf("phase %s, steps %v: want Failed in %s", op.Status.Phase, states, StepResolve)
+			}
+			if !strings.Contains(op.Status.Message, tc.want) || !strings.Contains(op.Status.Message, "s1") {
+				t.Errorf("message %q does not name the holder %s", op.Status.Message, tc.want)
+			}
+			var tokens corev1.SecretList
+			if err := kube.List(context.WithValue(ctx, testRead{}, true), &tokens, client.InNamespace(bootstrap.TokenNamespace)); err != nil {
+				t.Fatal(err)
+			}
+			if len(tokens.Items) != 0 {
+				t.Errorf("%d bootstrap tokens made for a name another machine holds", len(tokens.Items))
+			}
+			if n, ok := tc.holder.(*corev1.Node); ok {
+				if err := kube.Get(ctx, client.ObjectKeyFromObject(n), &corev1.Node{}); err != nil {
+					t.Errorf("the foreign Node is gone: %v", err)
+				}
+			}
+		})
+	}
+}

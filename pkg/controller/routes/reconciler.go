@@ -243,7 +243,7 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 			continue
 		}
 		if r.EnableCilium && ciliumErr == nil {
-			if err := cilium.DeleteCiliumNode(ctx, r.Client, ciliumNodes[nodeName(s)], stargate.LabelServer); err != nil {
+			if err := cilium.DeleteCiliumNode(ctx, r.Client, ciliumNodes[nodeName(s)], ownerLabels(s.Name, s.Namespace)); err != nil {
 				st.Errors = append(st.Errors, err)
 				continue
 			}
@@ -447,7 +447,7 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 			problems = append(problems, listErr.Error())
 		default:
 			have := cns[name]
-			res, err := cilium.SyncCiliumNode(ctx, r.Client, name, have, cidr, map[string]string{stargate.LabelServer: m.server.Name, stargate.LabelDatacenter: m.dc})
+			res, err := cilium.SyncCiliumNode(ctx, r.Client, name, have, cidr, ownerLabels(m.server.Name, m.dc))
 			if res.Created || res.Patched {
 				st.CiliumWrites++
 				routeWrites.WithLabelValues(string(layerCilium)).Inc()
@@ -459,8 +459,12 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 			}
 			if err != nil {
 				reason = "CiliumError"
-				if errors.Is(err, cilium.ErrCRDMissing) {
+				switch {
+				case errors.Is(err, cilium.ErrCRDMissing):
 					reason = "CiliumNodeCRDMissing"
+				case errors.Is(err, cilium.ErrNotOwned):
+					reason = stargate.ReasonNodeNameConflict
+					r.Recorder.Eventf(m.server, corev1.EventTypeWarning, stargate.ReasonNodeNameConflict, "%v", err)
 				}
 				routeErrors.WithLabelValues(string(layerCilium)).Inc()
 				problems = append(problems, err.Error())
@@ -473,13 +477,19 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 		if nodesErr != nil {
 			err = nodesErr
 		} else {
-			nres, err = cilium.SyncNode(ctx, r.Client, nodes[name], cidr)
+			nres, err = cilium.SyncNode(ctx, r.Client, nodes[name], cidr, ownerLabels(m.server.Name, m.dc))
 		}
 		if nres.Wrote {
 			st.NodeWrites++
 			routeWrites.WithLabelValues(string(layerCilium)).Inc()
 		}
 		switch {
+		case errors.Is(err, cilium.ErrNotOwned):
+			if reason == "" {
+				reason = stargate.ReasonNodeNameConflict
+				r.Recorder.Eventf(m.server, corev1.EventTypeWarning, stargate.ReasonNodeNameConflict, "%v", err)
+			}
+			problems = append(problems, err.Error())
 		case errors.Is(err, cilium.ErrNodeConflict):
 			if reason == "" {
 				reason = "NodePodCIDRConflict"
@@ -617,6 +627,12 @@ func sameStatus(a, b *v1alpha1.Server) bool {
 		}
 	}
 	return true
+}
+
+// ownerLabels are the labels that mark a Node or CiliumNode as the one
+// Stargate made for Server name in datacenter dc.
+func ownerLabels(name, dc string) map[string]string {
+	return map[string]string{stargate.LabelServer: name, stargate.LabelDatacenter: dc}
 }
 
 func nodeName(s *v1alpha1.Server) string {
