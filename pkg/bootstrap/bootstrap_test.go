@@ -138,7 +138,7 @@ func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
 	dir := WorkDir(filepath.Join(tmp, "ops"), "op-1")
 	resultOf := func(lines []string) (int, []string) {
 		for i, l := range lines {
-			if r, ok := strings.CutPrefix(l, ResultMarker); ok {
+			if r, ok := strings.CutPrefix(l, ResultPrefix("op-1")); ok {
 				code, _, err := ParseResult(r)
 				if err != nil {
 					t.Fatal(err)
@@ -164,7 +164,7 @@ func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
-	if !strings.HasPrefix(lines[len(lines)-1], ResultMarker) {
+	if !strings.HasPrefix(lines[len(lines)-1], ResultPrefix("op-1")) {
 		t.Errorf("output.log does not end with the result: %q", log)
 	}
 	// A second runner (a restarted controller) follows; it does not run
@@ -176,5 +176,38 @@ func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(runs); strings.Count(string(b), "run") != 1 {
 		t.Errorf("the script ran %d times, want once", strings.Count(string(b), "run"))
+	}
+}
+
+// A script that prints an earlier Operation's output (with its result
+// line) does not end this Operation: only the line with this Operation's
+// UID is its result.
+func TestOldResultLineInScriptOutputIsNotTheResult(t *testing.T) {
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte("#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	script := "#!/bin/bash\necho '" + ResultPrefix("op-old") + "0 5'\necho '" + ResultMarker + "0 5'\nexit 4\n"
+	payload, err := Payload([]byte(script), NodeConfig{NodeName: "n"}, []byte("kubeconfig"), []byte("ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []string
+	for _, l := range runRunner(t, WorkDir(filepath.Join(tmp, "ops"), "op-new"), payload, env) {
+		if r, ok := strings.CutPrefix(l, ResultPrefix("op-new")); ok {
+			results = append(results, r)
+		}
+	}
+	if len(results) == 0 {
+		t.Fatal("no result line of op-new")
+	}
+	code, _, err := ParseResult(results[0])
+	if err != nil || code != 4 {
+		t.Fatalf("first result line of op-new is %q (%v), want exit status 4", results[0], err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,10 +151,25 @@ func StartedCommand(dir string) string {
 	return fmt.Sprintf(`if [ -d %[1]s/started.d ]; then echo started; fi`, dir)
 }
 
-// ResultMarker starts the runner's last line.
+// ResultMarker starts the runner's last line: "@@stargate-result <Operation
+// UID> <exit code> <milliseconds>". The runner takes the UID from its work
+// directory's name (WorkDir), so a line of an older Operation's output
+// (a script that prints an old output.log, say) is not taken for this one's
+// result: use ResultPrefix.
 const ResultMarker = "@@stargate-result "
 
-// ParseResult parses the part after ResultMarker: exit code and duration.
+// ResultPrefix is what the result line of Operation operationUID starts
+// with; ParseResult reads the rest.
+func ResultPrefix(operationUID string) string {
+	return ResultMarker + operationUID + " "
+}
+
+// maxResultMillis keeps a duration in milliseconds from overflowing
+// time.Duration.
+const maxResultMillis = math.MaxInt64 / int64(time.Millisecond)
+
+// ParseResult parses the part after ResultPrefix: the exit code (0 to 255,
+// as a shell reports it) and the duration in milliseconds.
 func ParseResult(s string) (exitCode int, d time.Duration, err error) {
 	f := strings.Fields(s)
 	if len(f) != 2 {
@@ -161,7 +177,7 @@ func ParseResult(s string) (exitCode int, d time.Duration, err error) {
 	}
 	code, err1 := strconv.Atoi(f[0])
 	ms, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || code < 0 || code > 255 || ms < 0 || ms > maxResultMillis {
 		return 0, 0, fmt.Errorf("malformed result %q", s)
 	}
 	return code, time.Duration(ms) * time.Millisecond, nil

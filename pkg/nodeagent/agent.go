@@ -35,6 +35,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/validation"
 )
 
 // Config is what an agent checks and how often it reports.
@@ -67,6 +68,11 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Want.Remote) == 0 {
 		errs = append(errs, errors.New("no remote CIDRs to check (--remote-cidrs)"))
+	}
+	// The report lists a route per remote CIDR plus the pod CIDR's; the API
+	// refuses a node layer with more than MaxRoutesPerLayer.
+	if n := len(c.Want.Remote); n > validation.MaxRoutesPerLayer-1 {
+		errs = append(errs, fmt.Errorf("--remote-cidrs names %d CIDRs; at most %d fit in the Server's node layer", n, validation.MaxRoutesPerLayer-1))
 	}
 	if !c.Want.NextHopGateway.IsValid() && c.Want.NextHopDevice == "" {
 		errs = append(errs, errors.New("name the expected next hop: --next-hop-gateway (the DC router) and/or --next-hop-device (e.g. tailscale0)"))

@@ -47,6 +47,13 @@ func TestOptionsConfig(t *testing.T) {
 		{name: "no next hop", args: []string{"--node-name=w1"}, wantErr: "name the expected next hop"},
 		{name: "no node", args: []string{"--next-hop-gateway=192.0.2.1"}, wantErr: "node name is empty"},
 		{name: "bad CIDR", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--remote-cidrs=10.244.0.0/33"}, wantErr: "--remote-cidrs"},
+		{name: "more remote CIDRs than a node layer holds", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--remote-cidrs=" + cidrs(64)}, wantErr: "at most 63"},
+		{name: "as many remote CIDRs as a node layer holds", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--remote-cidrs=" + cidrs(63)},
+			check: func(t *testing.T, c Config) {
+				if len(c.Want.Remote) != 63 {
+					t.Errorf("%d remote CIDRs, want 63", len(c.Want.Remote))
+				}
+			}},
 		{name: "bad gateway", args: []string{"--node-name=w1", "--next-hop-gateway=router"}, wantErr: "--next-hop-gateway"},
 		{name: "local table", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--route-table=255"}, wantErr: "--route-table"},
 		{name: "probe without timeout", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--probe-target=198.51.100.10:443", "--probe-timeout=0"}, wantErr: "--probe-timeout"},
@@ -73,4 +80,13 @@ func TestOptionsConfig(t *testing.T) {
 			tt.check(t, c)
 		})
 	}
+}
+
+// cidrs is n distinct /24s, comma-separated.
+func cidrs(n int) string {
+	var out []string
+	for i := range n {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24).String())
+	}
+	return strings.Join(out, ",")
 }

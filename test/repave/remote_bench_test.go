@@ -90,7 +90,8 @@ func benchRemote(b *testing.B, par, rounds int) {
 					return
 				}
 				t.emptySession = time.Since(t0)
-				dir := bootstrap.WorkDir(base, fmt.Sprintf("w%d-r%d-%d", w, r, time.Now().UnixNano()))
+				uid := fmt.Sprintf("w%d-r%d-%d", w, r, time.Now().UnixNano())
+				dir := bootstrap.WorkDir(base, uid)
 				pr, pw := io.Pipe()
 				t0 = time.Now()
 				done := make(chan error, 1)
@@ -105,9 +106,9 @@ func benchRemote(b *testing.B, par, rounds int) {
 					if t.firstLine == 0 {
 						t.firstLine = time.Since(t0)
 					}
-					if strings.HasPrefix(line, bootstrap.ResultMarker) && t.result == 0 {
+					if strings.HasPrefix(line, bootstrap.ResultPrefix(uid)) && t.result == 0 {
 						t.result = time.Since(t0)
-						_, d, _ := bootstrap.ParseResult(strings.TrimPrefix(line, bootstrap.ResultMarker))
+						_, d, _ := bootstrap.ParseResult(strings.TrimPrefix(line, bootstrap.ResultPrefix(uid)))
 						t.script = d
 					}
 				}

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate/validation"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
 
@@ -129,6 +130,11 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxConcurrentRepaves < 1 {
 		errs = append(errs, errors.New("--max-concurrent-repaves must be at least 1"))
+	}
+	// Beyond the API's bound every status write of an Operation would be
+	// refused.
+	if o.OutputTailBytes < 1 || o.OutputTailBytes > validation.MaxOutputTailLength {
+		errs = append(errs, fmt.Errorf("--output-tail-bytes must be between 1 and %d (the bound of status.outputTail), not %d", validation.MaxOutputTailLength, o.OutputTailBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -738,7 +738,7 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 		if len(p.scriptPhases) == 2 {
 			phase("firstOutput")
 		}
-		if r, ok := strings.CutPrefix(line, bootstrap.ResultMarker); ok {
+		if r, ok := strings.CutPrefix(line, bootstrap.ResultPrefix(string(p.op.UID))); ok {
 			result = r
 			if _, _, err := bootstrap.ParseResult(r); err == nil {
 				phase("result")
