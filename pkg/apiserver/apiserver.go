@@ -17,6 +17,8 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/install"
+	informers "github.com/stargate-k8s/stargate/pkg/generated/informers/externalversions"
+	"github.com/stargate-k8s/stargate/pkg/registry/stargate/datacenter"
 	"github.com/stargate-k8s/stargate/pkg/registry/stargate/operation"
 	"github.com/stargate-k8s/stargate/pkg/registry/stargate/provisioningprofile"
 	"github.com/stargate-k8s/stargate/pkg/registry/stargate/server"
@@ -46,16 +48,21 @@ func init() {
 // Config is the configuration of stargate-apiserver.
 type Config struct {
 	GenericConfig *genericapiserver.RecommendedConfig
+	// Informers watch this server's own stargate.io objects through its
+	// loopback client, for admission plugins (DatacenterNetwork). Nil when
+	// no plugin asked for them.
+	Informers informers.SharedInformerFactory
 }
 
 // CompletedConfig is a Config with defaults filled in.
 type CompletedConfig struct {
-	generic genericapiserver.CompletedConfig
+	generic   genericapiserver.CompletedConfig
+	informers informers.SharedInformerFactory
 }
 
 // Complete fills in defaults.
 func (c *Config) Complete() CompletedConfig {
-	return CompletedConfig{generic: c.GenericConfig.Complete()}
+	return CompletedConfig{generic: c.GenericConfig.Complete(), informers: c.Informers}
 }
 
 // Server is a running stargate-apiserver.
@@ -78,11 +85,23 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("install API group %s: %w", stargate.GroupName, err)
 	}
+	if f := c.informers; f != nil {
+		// Once the server listens, so the loopback client can reach it.
+		// Admission plugins wait for the caches before they decide.
+		generic.AddPostStartHookOrDie("start-stargate-informers", func(ctx genericapiserver.PostStartHookContext) error {
+			f.Start(ctx.Done())
+			return nil
+		})
+	}
 	return &Server{GenericAPIServer: generic}, nil
 }
 
 // newStorage builds the storage of every v1alpha1 resource and subresource.
 func newStorage(optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, error) {
+	datacenters, datacenterStatus, err := datacenter.NewREST(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("datacenters storage: %w", err)
+	}
 	profiles, err := provisioningprofile.NewREST(Scheme, optsGetter)
 	if err != nil {
 		return nil, fmt.Errorf("provisioningprofiles storage: %w", err)
@@ -96,6 +115,8 @@ func newStorage(optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, 
 		return nil, fmt.Errorf("servers storage: %w", err)
 	}
 	return map[string]rest.Storage{
+		"datacenters":          datacenters,
+		"datacenters/status":   datacenterStatus,
 		"servers":              servers.Server,
 		"servers/status":       servers.Status,
 		"servers/repave":       servers.Repave,

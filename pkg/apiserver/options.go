@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -28,6 +29,10 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/apiserver/admission/agentrestriction"
+	"github.com/stargate-k8s/stargate/pkg/apiserver/admission/datacenternetwork"
+	"github.com/stargate-k8s/stargate/pkg/apiserver/admission/initializer"
+	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
+	informers "github.com/stargate-k8s/stargate/pkg/generated/informers/externalversions"
 	generatedopenapi "github.com/stargate-k8s/stargate/pkg/generated/openapi"
 )
 
@@ -53,6 +58,9 @@ type Options struct {
 
 	components basecompatibility.ComponentGlobalsRegistry
 	stdout     io.Writer
+	// informers are made for the admission plugins when the admission
+	// chain is built, and started once the server runs.
+	informers informers.SharedInformerFactory
 }
 
 // NewOptions returns the default options.
@@ -87,7 +95,20 @@ func NewOptions(stdout io.Writer) *Options {
 	// ready". It stays available through --enable-admission-plugins.
 	o.RecommendedOptions.Admission.DefaultOffPlugins.Insert(mutating.PluginName)
 	agentrestriction.Register(o.RecommendedOptions.Admission.Plugins, o.NodeAgent)
-	o.RecommendedOptions.Admission.RecommendedPluginOrder = append(o.RecommendedOptions.Admission.RecommendedPluginOrder, agentrestriction.PluginName)
+	datacenternetwork.Register(o.RecommendedOptions.Admission.Plugins)
+	o.RecommendedOptions.Admission.RecommendedPluginOrder = append(o.RecommendedOptions.Admission.RecommendedPluginOrder,
+		agentrestriction.PluginName, datacenternetwork.PluginName)
+	// The generic initializers give plugins informers on the
+	// kube-apiserver's objects; DatacenterNetwork reads this server's own
+	// Datacenters, through its loopback client, as sample-apiserver does.
+	o.RecommendedOptions.ExtraAdmissionInitializers = func(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
+		client, err := versioned.NewForConfig(c.LoopbackClientConfig)
+		if err != nil {
+			return nil, fmt.Errorf("loopback client for admission: %w", err)
+		}
+		o.informers = informers.NewSharedInformerFactory(client, 0)
+		return []admission.PluginInitializer{initializer.New(o.informers)}, nil
+	}
 	return o
 }
 
@@ -95,7 +116,7 @@ func NewOptions(stdout io.Writer) *Options {
 func NewCommand(ctx context.Context, o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stargate-apiserver",
-		Short: "Aggregated API server for stargate.io: Servers, ProvisioningProfiles and Operations",
+		Short: "Aggregated API server for stargate.io: Datacenters, Servers, ProvisioningProfiles and Operations",
 		Long: `stargate-apiserver serves the stargate.io/v1alpha1 API behind the cluster's
 kube-apiserver (registered by an APIService). It stores its objects in etcd:
 an embedded etcd under --data-dir when --etcd-servers is empty, else the
@@ -206,7 +227,7 @@ func (o *Options) Config() (*Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}
-	return &Config{GenericConfig: c}, nil
+	return &Config{GenericConfig: c, Informers: o.informers}, nil
 }
 
 // StorageCodec is the codec of objects in etcd: it writes v1alpha1 in

@@ -67,6 +67,7 @@ func v1alpha1Kinds(t *testing.T) []schema.GroupVersionKind {
 	sort.Slice(kinds, func(i, j int) bool { return kinds[i].Kind < kinds[j].Kind })
 
 	want := []string{
+		"Datacenter", "DatacenterList",
 		"Operation", "OperationList",
 		"ProvisioningProfile", "ProvisioningProfileList",
 		"RepaveRequest",

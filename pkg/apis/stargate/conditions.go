@@ -1,6 +1,7 @@
 package stargate
 
-// Condition types on a Server. Ready summarises the others.
+// Condition types on a Server. Ready summarises the others. A Datacenter
+// carries Ready only.
 const (
 	ConditionReady       = "Ready"
 	ConditionProvisioned = "Provisioned"

@@ -34,6 +34,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=stargate.io, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("ConfigMapKeyReference"):
 		return &stargatev1alpha1.ConfigMapKeyReferenceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("Datacenter"):
+		return &stargatev1alpha1.DatacenterApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DatacenterRouter"):
+		return &stargatev1alpha1.DatacenterRouterApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DatacenterSpec"):
+		return &stargatev1alpha1.DatacenterSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DatacenterStatus"):
+		return &stargatev1alpha1.DatacenterStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("LocalObjectReference"):
 		return &stargatev1alpha1.LocalObjectReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Operation"):

@@ -34,6 +34,11 @@ import (
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
 		v1alpha1.ConfigMapKeyReference{}.OpenAPIModelName():   schema_pkg_apis_stargate_v1alpha1_ConfigMapKeyReference(ref),
+		v1alpha1.Datacenter{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_Datacenter(ref),
+		v1alpha1.DatacenterList{}.OpenAPIModelName():          schema_pkg_apis_stargate_v1alpha1_DatacenterList(ref),
+		v1alpha1.DatacenterRouter{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_DatacenterRouter(ref),
+		v1alpha1.DatacenterSpec{}.OpenAPIModelName():          schema_pkg_apis_stargate_v1alpha1_DatacenterSpec(ref),
+		v1alpha1.DatacenterStatus{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
 		v1alpha1.Operation{}.OpenAPIModelName():               schema_pkg_apis_stargate_v1alpha1_Operation(ref),
 		v1alpha1.OperationList{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_OperationList(ref),
@@ -141,6 +146,223 @@ func schema_pkg_apis_stargate_v1alpha1_ConfigMapKeyReference(ref common.Referenc
 				},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_Datacenter(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Datacenter declares a datacenter: the namespace its Servers, profiles, Secrets and Operations live in, and its network. A namespace is a datacenter only when a Datacenter names it, and only cluster admins create Datacenters: a datacenter operator, whose roles are bound in the namespace, works inside the network the admin declared here.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec declares the datacenter's namespace and network.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.DatacenterSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status is what Stargate observed of the datacenter.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.DatacenterStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.DatacenterSpec{}.OpenAPIModelName(), v1alpha1.DatacenterStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_DatacenterList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DatacenterList is a list of Datacenters.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "items are the Datacenters.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Datacenter{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.Datacenter{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_DatacenterRouter(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DatacenterRouter is how Stargate reaches a datacenter's router.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"ip": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ip is the router's tailnet address. Every Server of the datacenter names it as its spec.routerIP.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"ip"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_DatacenterSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DatacenterSpec declares a datacenter's namespace and network.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Description: "namespace is the namespace of the datacenter's Servers, profiles, Secrets and Operations, a DNS label. At most one Datacenter names a namespace, and it cannot change once set.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"workerSubnet": {
+						SchemaProps: spec.SchemaProps{
+							Description: "workerSubnet is the CIDR of the servers' own addresses, in canonical form (e.g. 10.50.1.0/24): every Server of the datacenter has its spec.ipAddress in it.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"router": {
+						SchemaProps: spec.SchemaProps{
+							Description: "router is the datacenter router: the SSH jump host to the workers and the tailnet device that advertises the worker subnet and pod CIDRs.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.DatacenterRouter{}.OpenAPIModelName()),
+						},
+					},
+					"agentGateway": {
+						SchemaProps: spec.SchemaProps{
+							Description: "agentGateway is the router's address in the worker subnet: the next hop through which the workers reach the cluster's pod and service CIDRs, and which the node agent checks their routes against.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"podCIDRBlock": {
+						SchemaProps: spec.SchemaProps{
+							Description: "podCIDRBlock, when set, is the CIDR (canonical form) every pinned spec.podCIDR of the datacenter's Servers must lie in. It must not overlap workerSubnet.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"namespace", "workerSubnet", "router", "agentGateway"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.DatacenterRouter{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DatacenterStatus is what Stargate observed of a datacenter.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation the status was computed from.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Ready says whether the datacenter's network is usable.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Condition{}.OpenAPIModelName()},
 	}
 }
 

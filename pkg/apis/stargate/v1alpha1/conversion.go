@@ -13,6 +13,7 @@ func init() {
 // selectableFields lists, per kind, the fields besides metadata.name and
 // metadata.namespace that list and watch can select on.
 var selectableFields = map[string][]string{
+	"Datacenter":          {"spec.namespace"},
 	"Server":              {"spec.hostname", "spec.ipAddress", "spec.routerIP", "status.phase", "status.nodeName"},
 	"Operation":           {"spec.serverRef.name", "spec.operation", "status.phase"},
 	"ProvisioningProfile": nil,

@@ -1,6 +1,7 @@
-// Package v1alpha1 is the v1alpha1 version of the stargate.io API: Servers in
-// remote datacenters, the ProvisioningProfiles that say how to turn them into
-// Kubernetes nodes, and the Operations (repaves) that do it.
+// Package v1alpha1 is the v1alpha1 version of the stargate.io API: the
+// Datacenters an admin declares, the Servers in them, the
+// ProvisioningProfiles that say how to turn Servers into Kubernetes nodes,
+// and the Operations (repaves) that do it.
 //
 // +k8s:openapi-gen=true
 // +k8s:protobuf-gen=package

@@ -31,6 +31,7 @@ func Resource(resource string) schema.GroupResource {
 
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
+		&Datacenter{}, &DatacenterList{},
 		&Server{}, &ServerList{},
 		&ProvisioningProfile{}, &ProvisioningProfileList{},
 		&Operation{}, &OperationList{},

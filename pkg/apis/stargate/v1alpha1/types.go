@@ -5,6 +5,87 @@ import (
 )
 
 // +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Datacenter declares a datacenter: the namespace its Servers, profiles,
+// Secrets and Operations live in, and its network. A namespace is a
+// datacenter only when a Datacenter names it, and only cluster admins
+// create Datacenters: a datacenter operator, whose roles are bound in the
+// namespace, works inside the network the admin declared here.
+type Datacenter struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
+
+	// spec declares the datacenter's namespace and network.
+	// +optional
+	Spec DatacenterSpec `json:"spec,omitempty" protobuf:"bytes,2,opt,name=spec"`
+	// status is what Stargate observed of the datacenter.
+	// +optional
+	Status DatacenterStatus `json:"status,omitempty" protobuf:"bytes,3,opt,name=status"`
+}
+
+// DatacenterSpec declares a datacenter's namespace and network.
+type DatacenterSpec struct {
+	// namespace is the namespace of the datacenter's Servers, profiles,
+	// Secrets and Operations, a DNS label. At most one Datacenter names a
+	// namespace, and it cannot change once set.
+	// +required
+	Namespace string `json:"namespace" protobuf:"bytes,1,opt,name=namespace"`
+	// workerSubnet is the CIDR of the servers' own addresses, in canonical
+	// form (e.g. 10.50.1.0/24): every Server of the datacenter has its
+	// spec.ipAddress in it.
+	// +required
+	WorkerSubnet string `json:"workerSubnet" protobuf:"bytes,2,opt,name=workerSubnet"`
+	// router is the datacenter router: the SSH jump host to the workers and
+	// the tailnet device that advertises the worker subnet and pod CIDRs.
+	// +required
+	Router DatacenterRouter `json:"router" protobuf:"bytes,3,opt,name=router"`
+	// agentGateway is the router's address in the worker subnet: the next
+	// hop through which the workers reach the cluster's pod and service
+	// CIDRs, and which the node agent checks their routes against.
+	// +required
+	AgentGateway string `json:"agentGateway" protobuf:"bytes,4,opt,name=agentGateway"`
+	// podCIDRBlock, when set, is the CIDR (canonical form) every pinned
+	// spec.podCIDR of the datacenter's Servers must lie in. It must not
+	// overlap workerSubnet.
+	// +optional
+	PodCIDRBlock string `json:"podCIDRBlock,omitempty" protobuf:"bytes,5,opt,name=podCIDRBlock"`
+}
+
+// DatacenterRouter is how Stargate reaches a datacenter's router.
+type DatacenterRouter struct {
+	// ip is the router's tailnet address. Every Server of the datacenter
+	// names it as its spec.routerIP.
+	// +required
+	IP string `json:"ip" protobuf:"bytes,1,opt,name=ip"`
+}
+
+// DatacenterStatus is what Stargate observed of a datacenter.
+type DatacenterStatus struct {
+	// observedGeneration is the spec generation the status was computed from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty" protobuf:"varint,1,opt,name=observedGeneration"`
+	// conditions: Ready says whether the datacenter's network is usable.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" protobuf:"bytes,2,rep,name=conditions"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// DatacenterList is a list of Datacenters.
+type DatacenterList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
+	// items are the Datacenters.
+	Items []Datacenter `json:"items" protobuf:"bytes,2,rep,name=items"`
+}
+
+// +genclient
 // +genclient:method=Repave,verb=create,subresource=repave,input=RepaveRequest,result=Operation
 // +genclient:method=GetRoutes,verb=get,subresource=routes,result=ServerRoutes
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

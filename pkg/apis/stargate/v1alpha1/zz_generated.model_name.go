@@ -27,6 +27,31 @@ func (in ConfigMapKeyReference) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Datacenter) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.Datacenter"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DatacenterList) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.DatacenterList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DatacenterRouter) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.DatacenterRouter"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DatacenterSpec) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.DatacenterSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DatacenterStatus) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.DatacenterStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in LocalObjectReference) OpenAPIModelName() string {
 	return "io.stargate.v1alpha1.LocalObjectReference"
 }

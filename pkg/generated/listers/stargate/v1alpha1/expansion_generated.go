@@ -18,6 +18,10 @@ limitations under the License.
 
 package v1alpha1
 
+// DatacenterListerExpansion allows custom methods to be added to
+// DatacenterLister.
+type DatacenterListerExpansion interface{}
+
 // OperationListerExpansion allows custom methods to be added to
 // OperationLister.
 type OperationListerExpansion interface{}

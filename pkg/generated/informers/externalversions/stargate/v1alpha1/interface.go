@@ -24,6 +24,8 @@ import (
 
 // Interface provides access to all the informers in this group version.
 type Interface interface {
+	// Datacenters returns a DatacenterInformer.
+	Datacenters() TypedDatacenterInformer
 	// Operations returns a OperationInformer.
 	Operations() TypedOperationInformer
 	// ProvisioningProfiles returns a ProvisioningProfileInformer.
@@ -41,6 +43,11 @@ type version struct {
 // New returns a new Interface.
 func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakListOptions internalinterfaces.TweakListOptionsFunc) Interface {
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
+}
+
+// Datacenters returns a TypedDatacenterInformer.
+func (v *version) Datacenters() TypedDatacenterInformer {
+	return &datacenterInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
 // Operations returns a TypedOperationInformer.

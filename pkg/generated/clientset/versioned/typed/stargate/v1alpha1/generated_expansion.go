@@ -18,6 +18,8 @@ limitations under the License.
 
 package v1alpha1
 
+type DatacenterExpansion interface{}
+
 type OperationExpansion interface{}
 
 type ProvisioningProfileExpansion interface{}

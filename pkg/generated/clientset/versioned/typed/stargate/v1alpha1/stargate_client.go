@@ -28,6 +28,7 @@ import (
 
 type StargateV1alpha1Interface interface {
 	RESTClient() rest.Interface
+	DatacentersGetter
 	OperationsGetter
 	ProvisioningProfilesGetter
 	ServersGetter
@@ -36,6 +37,10 @@ type StargateV1alpha1Interface interface {
 // StargateV1alpha1Client is used to interact with features provided by the stargate.io group.
 type StargateV1alpha1Client struct {
 	restClient rest.Interface
+}
+
+func (c *StargateV1alpha1Client) Datacenters() DatacenterInterface {
+	return newDatacenters(c)
 }
 
 func (c *StargateV1alpha1Client) Operations(namespace string) OperationInterface {

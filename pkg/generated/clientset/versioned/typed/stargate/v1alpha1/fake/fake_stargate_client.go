@@ -28,6 +28,10 @@ type FakeStargateV1alpha1 struct {
 	*testing.Fake
 }
 
+func (c *FakeStargateV1alpha1) Datacenters() v1alpha1.DatacenterInterface {
+	return newFakeDatacenters(c)
+}
+
 func (c *FakeStargateV1alpha1) Operations(namespace string) v1alpha1.OperationInterface {
 	return newFakeOperations(c, namespace)
 }
