@@ -301,7 +301,7 @@ func (d *datacenter) ControllerExit() string {
 // process in its namespaces: sshd, the kubelet stand-ins) and stops
 // kube-controller-manager.
 func (d *datacenter) Stop() {
-	d.logf("stopping stargate-controller, the datacenter simulation and kube-controller-manager")
+	d.logf("stopping stargate-controller and the datacenter simulation")
 	if d.controller != nil && d.controller.Process != nil {
 		framework.StopProcess(d.controller.Process, d.done, os.Interrupt, 15*time.Second)
 	}

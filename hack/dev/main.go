@@ -181,7 +181,11 @@ func applySamples(ctx context.Context, kubectl framework.Kubectl, dir string, lo
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("apply samples: %s", r)
+			hint := ""
+			if strings.Contains(r.Stderr, "immutable") {
+				hint = "\nthe state in .dev/ holds objects of an older version of the samples; `make dev DEV_FLAGS=-fresh` starts empty"
+			}
+			return fmt.Errorf("apply samples: %s%s", r, hint)
 		}
 		time.Sleep(time.Second)
 	}
