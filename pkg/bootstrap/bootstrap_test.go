@@ -118,9 +118,10 @@ func runRunner(t *testing.T, dir string, payload []byte, env []string) []string 
 	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 }
 
-func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
-	tmp := t.TempDir()
-	// Not root: the runner uses sudo -n; a stand-in runs the command as is.
+// sudoStandinEnv is the environment of a runner that is not root: it uses
+// sudo -n, and a stand-in in tmp/bin runs the command as is.
+func sudoStandinEnv(t *testing.T, tmp string) []string {
+	t.Helper()
 	bin := filepath.Join(tmp, "bin")
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
@@ -128,7 +129,12 @@ func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte("#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	return append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+}
+
+func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
+	tmp := t.TempDir()
+	env := sudoStandinEnv(t, tmp)
 	runs := filepath.Join(tmp, "runs")
 	script := "#!/bin/bash\necho run >>" + runs + "\necho one\necho two\nprintf 'no newline'\nexit 3\n"
 	payload, err := Payload([]byte(script), NodeConfig{NodeName: "n"}, []byte("kubeconfig"), []byte("ca"))
@@ -184,14 +190,7 @@ func TestRunnerEndsOutputWithResultAndRunsOnce(t *testing.T) {
 // UID is its result.
 func TestOldResultLineInScriptOutputIsNotTheResult(t *testing.T) {
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "bin")
-	if err := os.Mkdir(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte("#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	env := sudoStandinEnv(t, tmp)
 	script := "#!/bin/bash\necho '" + ResultPrefix("op-old") + "0 5'\necho '" + ResultMarker + "0 5'\nexit 4\n"
 	payload, err := Payload([]byte(script), NodeConfig{NodeName: "n"}, []byte("kubeconfig"), []byte("ca"))
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"slices"
 
@@ -23,16 +21,9 @@ const MinRSABits = 2048
 // node, and why.
 func CheckClient(csr *certificatesv1.CertificateSigningRequest, server *v1.Server) (bool, string) {
 	want := "system:node:" + server.Spec.Hostname
-	block, _ := pem.Decode(csr.Spec.Request)
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return false, "spec.request is not a PEM certificate request"
-	}
-	x, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return false, fmt.Sprintf("spec.request cannot be parsed: %v", err)
-	}
-	if err := x.CheckSignature(); err != nil {
-		return false, fmt.Sprintf("spec.request is not signed by its own key: %v", err)
+	x, why := parseRequest(csr)
+	if x == nil {
+		return false, why
 	}
 	if x.Subject.CommonName != want || !slices.Equal(x.Subject.Organization, []string{"system:nodes"}) {
 		return false, fmt.Sprintf("subject %q is not %s in system:nodes, the only identity the bootstrap token of Server %s/%s may have",

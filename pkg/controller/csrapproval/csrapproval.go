@@ -209,6 +209,23 @@ func (r *Reconciler) decide(ctx context.Context, csr *certificatesv1.Certificate
 	return nil
 }
 
+// parseRequest returns the CSR's request, signed by its own key, or why
+// not.
+func parseRequest(csr *certificatesv1.CertificateSigningRequest) (*x509.CertificateRequest, string) {
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, "spec.request is not a PEM certificate request"
+	}
+	x, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Sprintf("spec.request cannot be parsed: %v", err)
+	}
+	if err := x.CheckSignature(); err != nil {
+		return nil, fmt.Sprintf("spec.request is not signed by its own key: %v", err)
+	}
+	return x, ""
+}
+
 func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 	for _, c := range csr.Status.Conditions {
 		if c.Type == certificatesv1.CertificateApproved || c.Type == certificatesv1.CertificateDenied || c.Type == certificatesv1.CertificateFailed {
@@ -223,13 +240,9 @@ func Check(csr *certificatesv1.CertificateSigningRequest, nodeName string, serve
 	if server.Spec.Hostname != nodeName {
 		return false, fmt.Sprintf("node %s is not the hostname %s of Server %s/%s", nodeName, server.Spec.Hostname, server.Namespace, server.Name)
 	}
-	block, _ := pem.Decode(csr.Spec.Request)
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return false, "spec.request is not a PEM certificate request"
-	}
-	x, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return false, fmt.Sprintf("spec.request cannot be parsed: %v", err)
+	x, why := parseRequest(csr)
+	if x == nil {
+		return false, why
 	}
 	if x.Subject.CommonName != "system:node:"+nodeName || !slices.Equal(x.Subject.Organization, []string{"system:nodes"}) {
 		return false, fmt.Sprintf("subject %q is not system:node:%s in system:nodes", x.Subject.String(), nodeName)
