@@ -4,6 +4,7 @@
 package sshexec
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -299,15 +300,61 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	return err
 }
 
-// Output runs cmd and returns its stdout; stderr is included in the error.
+// MaxOutputBytes bounds what Output keeps of a command's stdout, and
+// maxErrorOutputBytes what it keeps of stderr for the error: the commands
+// Stargate runs this way print a word or a line, and a host (which may be
+// compromised) must not make the controller hold more.
+const (
+	MaxOutputBytes      = 64 * 1024
+	maxErrorOutputBytes = 4 * 1024
+)
+
+// ErrOutputTooLarge means a command printed more than MaxOutputBytes.
+var ErrOutputTooLarge = errors.New("the command printed more than the output limit")
+
+// Output runs cmd and returns its stdout; stderr, up to 4 KiB, is included
+// in the error. A command that prints more than MaxOutputBytes is stopped
+// (its session closed) and ErrOutputTooLarge returned.
 func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
-	var out, errb strings.Builder
-	err := c.Run(ctx, cmd, nil, &out, &errb)
-	if err != nil {
-		return []byte(out.String()), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	out := &limitedBuffer{max: MaxOutputBytes, overflow: func() { cancel(ErrOutputTooLarge) }}
+	errb := &limitedBuffer{max: maxErrorOutputBytes}
+	err := c.Run(ctx, cmd, nil, out, errb)
+	if errors.Is(context.Cause(ctx), ErrOutputTooLarge) {
+		return out.Bytes(), fmt.Errorf("%w (%d bytes): %q", ErrOutputTooLarge, MaxOutputBytes, cmd)
 	}
-	return []byte(out.String()), nil
+	if err != nil {
+		return out.Bytes(), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
 }
+
+// limitedBuffer keeps the first max bytes written to it and drops the
+// rest; the first write past max calls overflow (when set). It has no
+// ReadFrom (the buffer is a field, not embedded), so io.Copy goes through
+// Write.
+type limitedBuffer struct {
+	buf      bytes.Buffer
+	max      int
+	overflow func()
+	over     bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); room < len(p) {
+		b.buf.Write(p[:max(room, 0)])
+		if !b.over && b.overflow != nil {
+			b.overflow()
+		}
+		b.over = true
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
+func (b *limitedBuffer) String() string { return b.buf.String() }
 
 // ParsePrivateKey parses an OpenSSH or PEM private key.
 func ParsePrivateKey(pemBytes []byte) (ssh.Signer, error) {
