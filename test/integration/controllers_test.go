@@ -180,6 +180,10 @@ func TestBuiltinRolesGrantNothingOfStargate(t *testing.T) {
 		in("it-operator", "no", "create", "operations.stargate.io"),
 		in("it-operator", "no", "delete", "operations.stargate.io"),
 		{"it-operator", []string{"create", "servers.stargate.io", "-n", "default"}, "no"},
+		// Datacenters are cluster-scoped: no namespaced binding reaches them.
+		{"it-admin", []string{"create", "datacenters.stargate.io"}, "no"},
+		{"it-operator", []string{"create", "datacenters.stargate.io"}, "no"},
+		{"it-operator", []string{"update", "datacenters.stargate.io"}, "no"},
 		// stargate-view: reads only.
 		in("it-reader", "yes", "get", "servers.stargate.io", "--subresource=routes"),
 		in("it-reader", "no", "create", "servers.stargate.io", "--subresource=repave"),
