@@ -71,9 +71,27 @@ type Profile struct {
 	NodeLabels map[string]string
 }
 
+// Datacenter is the Datacenter, named ns, that declares namespace ns the
+// simulated datacenter: its worker subnet, its router (the tailnet address
+// the Servers name as spec.routerIP) and the router's address on the
+// worker subnet, the gateway the node agent checks.
+func Datacenter(ns string) *v1.Datacenter {
+	return &v1.Datacenter{
+		ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: v1.DatacenterSpec{
+			Namespace:    ns,
+			WorkerSubnet: WorkerSubnet,
+			Router:       v1.DatacenterRouter{IP: RouterTailnetIP},
+			AgentGateway: RouterSubnetIP,
+		},
+	}
+}
+
 // Fixtures returns the objects that describe the simulation to Stargate in
-// namespace ns: the namespace, SSHSecret, ScriptsConfigMap and the
-// profiles (admin user root, Kubernetes 1.37), and the ClusterRoleBinding
+// namespace ns: the namespace, its Datacenter (without which
+// stargate-controller ignores the namespace's Servers), SSHSecret,
+// ScriptsConfigMap and the profiles (admin user root, Kubernetes 1.37),
+// and the ClusterRoleBinding
 // nodesBinding, which gives the group system:nodes the role system:node:
 // the test API servers authorize with RBAC only, without the Node
 // authorizer, and the kubelet stand-ins need what kubelets may do.
@@ -84,6 +102,7 @@ func (s *Sim) Fixtures(ns, nodesBinding string, profiles ...Profile) []client.Ob
 	}
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		Datacenter(ns),
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: nodesBinding},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"},

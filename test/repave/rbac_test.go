@@ -75,6 +75,12 @@ func TestControllerRBACIsNarrow(t *testing.T) {
 		{[]string{"update", "servers", "-n", dc}, "yes"},
 		{[]string{"create", "servers", "-n", dc}, "no"},
 		{[]string{"delete", "operations", "-n", dc}, "no"},
+		// Datacenters are an admin's: the controller reads them only.
+		{[]string{"list", "datacenters.stargate.io"}, "yes"},
+		{[]string{"watch", "datacenters.stargate.io"}, "yes"},
+		{[]string{"update", "datacenters.stargate.io"}, "no"},
+		{[]string{"create", "datacenters.stargate.io"}, "no"},
+		{[]string{"delete", "datacenters.stargate.io"}, "no"},
 	} {
 		args := append([]string{"auth", "can-i", "--as=" + controllerUser}, c.args...)
 		res := env.world.Kubectl.Run(context.Background(), args...)

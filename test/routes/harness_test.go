@@ -144,12 +144,30 @@ func stopManager(t *testing.T, cancel context.CancelFunc, done chan error) {
 	}
 }
 
-func createNamespace(t *testing.T, ctx context.Context, name string) {
+// createDatacenter creates namespace name and the Datacenter that declares
+// it, with its worker subnet, its router's tailnet address and the
+// router's address in the subnet (gateway): the controller routes only
+// Servers of declared datacenters.
+func createDatacenter(t *testing.T, ctx context.Context, name, subnet, routerIP, gateway string) {
 	t.Helper()
 	_, err := world.ControlPlane.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, err = client.StargateV1alpha1().Datacenters().Create(ctx, &v1alpha1.Datacenter{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1alpha1.DatacenterSpec{Namespace: name, WorkerSubnet: subnet, Router: v1alpha1.DatacenterRouter{IP: routerIP}, AgentGateway: gateway},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createTestDatacenter is createDatacenter for the Servers newServer makes
+// with dcIndex: worker subnet 10.50.<dcIndex+1>.0/24, router dcRouterIP.
+func createTestDatacenter(t *testing.T, ctx context.Context, name string, dcIndex int) {
+	t.Helper()
+	createDatacenter(t, ctx, name, fmt.Sprintf("10.50.%d.0/24", dcIndex+1), dcRouterIP(dcIndex), fmt.Sprintf("10.50.%d.1", dcIndex+1))
 }
 
 func newServer(dc string, dcIndex, i int) *v1alpha1.Server {

@@ -30,7 +30,7 @@ var ciliumNodes = schema.GroupVersionResource{Group: "cilium.io", Version: "v2",
 
 func TestCiliumCRDMissingIsACondition(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
-	createNamespace(t, ctx, "dc-nocrd")
+	createTestDatacenter(t, ctx, "dc-nocrd", 0)
 	e := startController(t, 3, func(c *routes.Controller) { c.EnableAzure, c.EnableTailscale = false, false })
 	if _, err := client.StargateV1alpha1().Servers("dc-nocrd").Create(ctx, newServer("dc-nocrd", 0, 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -59,8 +59,8 @@ func TestThreeDatacentersConvergeAndRepairDrift(t *testing.T) {
 		t.Fatalf("install Cilium's CiliumNode CRD: %v", err)
 	}
 	dcs := []string{"dc-0", "dc-1", "dc-2"}
-	for _, dc := range dcs {
-		createNamespace(t, ctx, dc)
+	for d, dc := range dcs {
+		createTestDatacenter(t, ctx, dc, d)
 	}
 	e := startController(t, 3, nil)
 	start := time.Now()
@@ -237,7 +237,7 @@ func TestThreeDatacentersConvergeAndRepairDrift(t *testing.T) {
 
 func TestDeleteFreesCIDRAndSurvivesRaceAndThrottling(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	createNamespace(t, ctx, "dc-del")
+	createDatacenter(t, ctx, "dc-del", "10.60.1.0/24", dcRouterIP(0), "10.60.1.1")
 	e := startController(t, 3, nil)
 	// The CRD test's leftover Server is released by this controller.
 	var made []*v1alpha1.Server
@@ -316,7 +316,7 @@ func TestDeleteFreesCIDRAndSurvivesRaceAndThrottling(t *testing.T) {
 
 func TestImpossiblePinIsRejected(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
-	createNamespace(t, ctx, "dc-pin")
+	createTestDatacenter(t, ctx, "dc-pin", 0)
 	startController(t, 3, func(c *routes.Controller) { c.EnableAzure, c.EnableTailscale = false, false })
 	a := newServer("dc-pin", 0, 1)
 	a.Spec.PodCIDR = "10.244.200.0/24"

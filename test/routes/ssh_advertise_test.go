@@ -43,7 +43,7 @@ func TestDCRouterAdvertisesRoutesOverSSH(t *testing.T) {
 	}
 
 	const ns = "dc-ssh"
-	createNamespace(t, ctx, ns)
+	createDatacenter(t, ctx, ns, dcsim.WorkerSubnet, dcsim.RouterTailnetIP, dcsim.RouterSubnetIP)
 	kube := world.ControlPlane.Kube
 	if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "ssh-admin", Namespace: ns}, Type: corev1.SecretTypeSSHAuth,

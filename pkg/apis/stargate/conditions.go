@@ -17,6 +17,25 @@ const (
 
 	// ConditionPodCIDRAllocated says whether the Server holds its pod CIDR.
 	ConditionPodCIDRAllocated = "PodCIDRAllocated"
+
+	// ConditionInDatacenter says whether a Datacenter names the Server's
+	// namespace and the Server fits that datacenter's network. Stargate
+	// repaves, allocates a pod CIDR to and routes only Servers where it is
+	// True; where it is False, Ready is False with its reason.
+	ConditionInDatacenter = "InDatacenter"
+)
+
+// Reasons of the InDatacenter condition; the same reasons fail a repave of
+// a Server that is not in its datacenter.
+const (
+	// ReasonInDatacenterNetwork: the Server's namespace is a datacenter and
+	// the Server lies inside its declared network.
+	ReasonInDatacenterNetwork = "InDatacenterNetwork"
+	// ReasonNoDatacenter: no Datacenter names the Server's namespace.
+	ReasonNoDatacenter = "NoDatacenter"
+	// ReasonNotInDatacenterNetwork: the Server's spec does not fit its
+	// Datacenter (e.g. it was created before the Datacenter was declared).
+	ReasonNotInDatacenterNetwork = "NotInDatacenterNetwork"
 )
 
 // Finalizers Stargate puts on Servers.

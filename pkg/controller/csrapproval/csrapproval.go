@@ -12,7 +12,8 @@
 //     leaves pending: approved only when they come from the node itself and
 //     ask for exactly the names its Server has, the hostname as DNS name
 //     and the ipAddress as IP. The Server is found by its hostname, never
-//     through the Node's labels, which the kubelet sets itself.
+//     through the Node's labels, which the kubelet sets itself; a Server
+//     outside its datacenter (pkg/controller/datacenter) gets a denial.
 //
 // Requests of other nodes and other tokens are left alone.
 package csrapproval
@@ -39,6 +40,7 @@ import (
 
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
+	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
 )
 
 // Reasons on the CSR's Approved or Denied condition.
@@ -115,6 +117,16 @@ func (r *Reconciler) serving(ctx context.Context, csr *certificatesv1.Certificat
 	case 0:
 		return nil // not Stargate's node
 	case 1:
+		// A Server outside its datacenter is no node of Stargate's: its
+		// names are not checked against a declared network.
+		_, in, err := datacenter.Resolve(ctx, r.Client, &servers[0])
+		if err != nil {
+			return err
+		}
+		if in.Status != metav1.ConditionTrue {
+			return r.decide(ctx, csr, false, ReasonApproved, ReasonDenied,
+				fmt.Sprintf("Server %s/%s of hostname %s is not in its datacenter (%s): %s", servers[0].Namespace, servers[0].Name, nodeName, in.Reason, in.Message))
+		}
 		approve, why := Check(csr, nodeName, &servers[0])
 		return r.decide(ctx, csr, approve, ReasonApproved, ReasonDenied, why)
 	default:

@@ -27,6 +27,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/cilium"
+	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
 	"github.com/stargate-k8s/stargate/pkg/ipam"
 )
 
@@ -99,6 +100,8 @@ func (c *Controller) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 		// A Node taking a CIDR can make a pending pin or allocation possible
 		// or impossible; re-check Servers still waiting.
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(c.pendingServers)).
+		// A Datacenter declared (or corrected) lets its Servers have one.
+		Watches(&v1alpha1.Datacenter{}, handler.EnqueueRequestsFromMapFunc(datacenter.ServersOf(c.client, func(s *v1alpha1.Server) bool { return s.Status.PodCIDR == "" }))).
 		// One at a time: each allocation must see the one before it.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Complete(c)
@@ -131,6 +134,16 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !s.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, c.release(ctx, &s)
+	}
+	// Only Servers of a declared datacenter, inside its network, get a
+	// CIDR; their InDatacenter condition says why not. One that holds one
+	// already (its Datacenter went or changed) keeps it until it is
+	// deleted: its routes go, its CIDR is released with it.
+	if _, cond, err := datacenter.Resolve(ctx, c.client, &s); err != nil {
+		return ctrl.Result{}, err
+	} else if cond.Status != metav1.ConditionTrue {
+		log.V(1).Info("not allocating a pod CIDR: the Server is not in its datacenter", "server", req.String(), "reason", cond.Reason)
+		return ctrl.Result{}, nil
 	}
 	if !controllerutil.ContainsFinalizer(&s, stargate.FinalizerPodCIDR) || (c.WaitForRoutes && !controllerutil.ContainsFinalizer(&s, stargate.FinalizerRoutes)) {
 		controllerutil.AddFinalizer(&s, stargate.FinalizerPodCIDR)

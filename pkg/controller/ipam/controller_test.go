@@ -33,12 +33,45 @@ func (s *staleLister) List(ctx context.Context, l client.ObjectList, opts ...cli
 }
 
 func server(name string) *v1alpha1.Server {
-	return &v1alpha1.Server{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "dc"}, Spec: v1alpha1.ServerSpec{Hostname: name}}
+	return &v1alpha1.Server{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "dc"},
+		Spec: v1alpha1.ServerSpec{Hostname: name, IPAddress: "10.50.1.10", RouterIP: "100.64.1.1"}}
+}
+
+// dcOf declares namespace dc a datacenter its Servers fit.
+func dcOf() *v1alpha1.Datacenter {
+	return &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc"},
+		Spec: v1alpha1.DatacenterSpec{Namespace: "dc", WorkerSubnet: "10.50.1.0/24", Router: v1alpha1.DatacenterRouter{IP: "100.64.1.1"}, AgentGateway: "10.50.1.1"}}
+}
+
+func TestServerOutsideAnyDatacenterGetsNoPodCIDR(t *testing.T) {
+	ctx := context.Background()
+	outside := server("a")
+	outside.Namespace = "not-a-dc"
+	misfit := server("b")
+	misfit.Spec.IPAddress = "10.99.0.10" // made before its Datacenter
+	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(dcOf(), outside, misfit).WithStatusSubresource(&v1alpha1.Server{}).Build()
+	c := New()
+	c.cfg, _ = c.Config()
+	c.client, c.reader, c.recorder = kube, kube, &record.FakeRecorder{}
+	c.recent = map[types.NamespacedName]netip.Prefix{}
+	for _, s := range []*v1alpha1.Server{outside, misfit} {
+		key := client.ObjectKeyFromObject(s)
+		if _, err := c.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+		var got v1alpha1.Server
+		if err := kube.Get(ctx, key, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.PodCIDR != "" || len(got.Finalizers) != 0 {
+			t.Errorf("%s: podCIDR %q, finalizers %v; want none for a Server outside its datacenter", key, got.Status.PodCIDR, got.Finalizers)
+		}
+	}
 }
 
 func TestBackToBackAllocationsDifferThoughTheCacheLags(t *testing.T) {
 	ctx := context.Background()
-	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(server("a"), server("b")).WithStatusSubresource(&v1alpha1.Server{}).Build()
+	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(dcOf(), server("a"), server("b")).WithStatusSubresource(&v1alpha1.Server{}).Build()
 	stale := &staleLister{Client: kube}
 	if err := kube.List(ctx, &stale.servers); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 // Package manager is stargate-controller's controller-runtime manager: one
 // leader-elected manager with metrics and health probes, to which each
-// reconciler group (operations, ipam, routes, ...) adds itself.
+// reconciler group (operations, ipam, routes, ...) adds itself; the
+// datacenter reconciler, which every group relies on, it adds itself.
 package manager
 
 import (
@@ -20,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
 )
 
 // Scheme holds the core types and stargate.io/v1alpha1.
@@ -134,7 +136,10 @@ func Run(ctx context.Context, o *Options, controllers ...Controller) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	for _, c := range controllers {
+	// Every group acts only on Servers of declared datacenters (each asks
+	// pkg/controller/datacenter); the datacenter reconciler, which tells
+	// the Server's owners so in its InDatacenter condition, always runs.
+	for _, c := range append([]Controller{datacenter.New()}, controllers...) {
 		if err := c.SetupWithManager(ctx, mgr); err != nil {
 			return fmt.Errorf("set up %s controller: %w", c.Name(), err)
 		}

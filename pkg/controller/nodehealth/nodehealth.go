@@ -22,7 +22,7 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
-	"github.com/stargate-k8s/stargate/pkg/controller/operations"
+	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
 )
 
 // Reasons of the NodeReady condition.
@@ -135,5 +135,5 @@ func Apply(s *v1.Server, n *corev1.Node) {
 	} else {
 		s.Status.Phase = v1.ServerFailed
 	}
-	operations.SetReadySummary(s)
+	serverstatus.SetReadySummary(s)
 }

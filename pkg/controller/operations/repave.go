@@ -30,6 +30,8 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
+	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
+	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
 
@@ -66,6 +68,11 @@ const (
 	ReasonSucceeded            = "Succeeded"
 	ReasonProvisioning         = "Provisioning"
 	ReasonNodeReady            = "KubeletReady"
+	// ReasonNoDatacenter and ReasonNotInDatacenterNetwork fail the repave
+	// of a Server that is not in its datacenter, as its InDatacenter
+	// condition says.
+	ReasonNoDatacenter           = stargate.ReasonNoDatacenter
+	ReasonNotInDatacenterNetwork = stargate.ReasonNotInDatacenterNetwork
 )
 
 // Secret keys of the SSH credentials.
@@ -335,12 +342,18 @@ func (p *repave) resolve(ctx context.Context) error {
 	ns := p.op.Namespace
 	p.server = &v1.Server{}
 	p.profile = &v1.ProvisioningProfile{}
+	var dc *v1.Datacenter
 	errs := p.getAll(
 		func() error {
 			return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.op.Spec.ServerRef.Name}, p.server)
 		},
 		func() error {
 			return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.op.Spec.ProvisioningProfileRef.Name}, p.profile)
+		},
+		// Around the cache too: a refusal fails the Operation for good.
+		func() (err error) {
+			dc, err = datacenter.Find(ctx, p.r.APIReader, ns)
+			return err
 		})
 	if err := errs[0]; err != nil {
 		p.server = nil
@@ -348,6 +361,15 @@ func (p *repave) resolve(ctx context.Context) error {
 			return fail(ReasonServerNotFound, "Server %s/%s (spec.serverRef) does not exist", ns, p.op.Spec.ServerRef.Name)
 		}
 		return err
+	}
+	// Only a Server of a declared datacenter, inside its network, is
+	// repaved: decided before anything else, so nothing (no token, no SSH)
+	// exists for any other.
+	if err := errs[2]; err != nil {
+		return err
+	}
+	if c := datacenter.Check(p.server, dc); c.Status != metav1.ConditionTrue {
+		return fail(c.Reason, "%s", c.Message)
 	}
 	if err := errs[1]; err != nil {
 		if apierrors.IsNotFound(err) {
@@ -973,7 +995,7 @@ func (p *repave) setServerProvisioning(ctx context.Context) error {
 		s.Status.LastOperation = p.opName
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
 			Reason: ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
-		SetReadySummary(s)
+		serverstatus.SetReadySummary(s)
 	})
 	return err
 }
@@ -1001,28 +1023,7 @@ func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) e
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
 				Reason: opCond.Reason, Message: "Operation " + p.opName + ": " + opCond.Message, ObservedGeneration: s.Generation})
 		}
-		SetReadySummary(s)
+		serverstatus.SetReadySummary(s)
 	})
 	return err
-}
-
-// SetReadySummary sets the Server's Ready condition from Provisioned,
-// NodeReady and RoutesReady (which counts only once some controller set it).
-func SetReadySummary(s *v1.Server) {
-	ready := metav1.Condition{Type: stargate.ConditionReady, Status: metav1.ConditionTrue, Reason: "AllReady", Message: "provisioned, node Ready", ObservedGeneration: s.Generation}
-	for _, t := range []string{stargate.ConditionProvisioned, stargate.ConditionNodeReady, stargate.ConditionRoutesReady} {
-		c := meta.FindStatusCondition(s.Status.Conditions, t)
-		if c == nil {
-			if t == stargate.ConditionRoutesReady {
-				continue
-			}
-			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, t+"Unknown", t+" has not been reported"
-			break
-		}
-		if c.Status != metav1.ConditionTrue {
-			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, c.Reason, t+": "+c.Message
-			break
-		}
-	}
-	meta.SetStatusCondition(&s.Status.Conditions, ready)
 }

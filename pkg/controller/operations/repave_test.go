@@ -46,8 +46,11 @@ func testWorld(t *testing.T) (*Reconciler, *calls, client.Client) {
 	hostPub, _, _ := ed25519.GenerateKey(rand.Reader)
 	hk, _ := ssh.NewPublicKey(hostPub)
 	objs := []client.Object{
+		&v1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-one"}, Spec: v1.DatacenterSpec{
+			Namespace: ns, WorkerSubnet: "192.0.2.0/24", Router: v1.DatacenterRouter{IP: "100.64.1.1"}, AgentGateway: "192.0.2.1",
+		}},
 		&v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s1", UID: "server-uid"}, Spec: v1.ServerSpec{
-			Hostname: "s1", IPAddress: "192.0.2.10", HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk))),
+			Hostname: "s1", IPAddress: "192.0.2.10", RouterIP: "100.64.1.1", HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk))),
 			ProvisioningProfileRef: &v1.LocalObjectReference{Name: "p"},
 		}},
 		&v1.ProvisioningProfile{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"}, Spec: v1.ProvisioningProfileSpec{
@@ -268,6 +271,61 @@ func TestRepaveOfAnotherMachinesNodeNameFailsBeforeAnyToken(t *testing.T) {
 				if err := kube.Get(ctx, client.ObjectKeyFromObject(n), &corev1.Node{}); err != nil {
 					t.Errorf("the foreign Node is gone: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// A Server outside any datacenter, or outside its datacenter's network,
+// is refused in ResolveReferences with the InDatacenter reason: before a
+// connection and before a token exists.
+func TestRepaveOfServerOutsideItsDatacenterFailsBeforeAnyToken(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		mutate     func(ctx context.Context, t *testing.T, kube client.Client)
+		wantReason string
+		want       string
+	}{
+		{"no Datacenter names the namespace", func(ctx context.Context, t *testing.T, kube client.Client) {
+			if err := kube.Delete(ctx, &v1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-one"}}); err != nil {
+				t.Fatal(err)
+			}
+		}, ReasonNoDatacenter, "spec.namespace is " + ns},
+		{"the Server is outside the worker subnet", func(ctx context.Context, t *testing.T, kube client.Client) {
+			var dc v1.Datacenter
+			if err := kube.Get(ctx, client.ObjectKey{Name: "dc-one"}, &dc); err != nil {
+				t.Fatal(err)
+			}
+			dc.Spec.WorkerSubnet, dc.Spec.AgentGateway = "198.51.100.0/24", "198.51.100.1"
+			if err := kube.Update(ctx, &dc); err != nil {
+				t.Fatal(err)
+			}
+		}, ReasonNotInDatacenterNetwork, "spec.ipAddress"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _, kube := testWorld(t)
+			ctx := context.Background()
+			tc.mutate(ctx, t, kube)
+			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "op"}}); err != nil {
+				t.Fatal(err)
+			}
+			op := getOp(t, kube)
+			states := map[string]v1.StepState{}
+			for _, s := range op.Status.Steps {
+				states[s.Name] = s.State
+			}
+			if op.Status.Phase != v1.OperationFailed || states[StepResolve] != v1.StepFailed || states[StepConnect] != v1.StepPending || states[StepToken] != v1.StepPending {
+				t.Fatalf("phase %s, steps %v: want Failed in %s", op.Status.Phase, states, StepResolve)
+			}
+			if c := op.Status.Conditions; len(c) != 1 || c[0].Reason != tc.wantReason || !strings.Contains(c[0].Message, tc.want) {
+				t.Errorf("conditions %+v: want reason %s, a message naming %q", c, tc.wantReason, tc.want)
+			}
+			var tokens corev1.SecretList
+			if err := kube.List(context.WithValue(ctx, testRead{}, true), &tokens, client.InNamespace(bootstrap.TokenNamespace)); err != nil {
+				t.Fatal(err)
+			}
+			if len(tokens.Items) != 0 {
+				t.Errorf("%d bootstrap tokens made for a Server outside its datacenter", len(tokens.Items))
 			}
 		})
 	}

@@ -88,7 +88,8 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxRoutes, "azure-route-limit", c.MaxRoutes, "Route limit of the table; the condition warns from 90% of it.")
 	fs.StringVar(&c.AKSRouterTailnetIP, "aks-router-tailnet-ip", c.AKSRouterTailnetIP, "Tailnet IP of the AKS router.")
 	fs.StringSliceVar(&c.AKSRoutes, "aks-router-routes", c.AKSRoutes, "Routes the AKS router advertises and must have enabled (AKS pod and service CIDRs).")
-	fs.IntVar(&c.WorkerSubnetBits, "worker-subnet-bits", c.WorkerSubnetBits, "A Server's datacenter subnet is its IP masked to this many bits; 0 routes no subnets.")
+	fs.IntVar(&c.WorkerSubnetBits, "worker-subnet-bits", c.WorkerSubnetBits, "Ignored: a Server's worker subnet is the one its Datacenter declares (spec.workerSubnet).")
+	_ = fs.MarkDeprecated("worker-subnet-bits", "the worker subnet is the Datacenter's spec.workerSubnet")
 	fs.StringVar(&c.TailscaleSecret, "tailscale-credentials-secret", c.TailscaleSecret, "namespace/name of a Secret with api-key, or client-id and client-secret; TS_API_KEY or TS_OAUTH_CLIENT_ID/TS_OAUTH_CLIENT_SECRET when empty.")
 	fs.BoolVar(&c.AdvertiseOverSSH, "advertise-routes-over-ssh", c.AdvertiseOverSSH, "Make each DC router advertise its routes by running the advertise command over SSH (credentials and known_hosts of the profile of a Server behind it); when false, routes a router does not advertise are only reported.")
 	fs.IntVar(&c.AdvertiseSSHPort, "advertise-routes-ssh-port", c.AdvertiseSSHPort, "SSH port of the DC routers for advertising routes.")
@@ -158,6 +159,8 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Named("routes").
 		Watches(&v1alpha1.Server{}, pass, builder.WithPredicates(serverChanged())).
 		Watches(&corev1.Node{}, pass, builder.WithPredicates(nodeChanged())).
+		// A Datacenter decides which Servers are routed, and their subnet.
+		Watches(&v1alpha1.Datacenter{}, pass).
 		// One pass at a time: a pass covers every Server.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1})
 	if c.EnableCilium {

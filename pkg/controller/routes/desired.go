@@ -40,11 +40,18 @@ func routeName(prefix, kind string, p netip.Prefix) string {
 	return prefix + kind + "-" + strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(p.String())
 }
 
-func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config) plan {
+// buildPlan routes the Servers that are in their datacenter (inside maps
+// namespace/name to its Datacenter; see pkg/controller/datacenter) and
+// hold a pod CIDR; the worker subnet is the one their Datacenter declares.
+func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config, inside map[string]*v1alpha1.Datacenter) plan {
 	var pl plan
 	for i := range servers {
 		s := &servers[i]
 		if !s.DeletionTimestamp.IsZero() || s.Status.PodCIDR == "" {
+			continue
+		}
+		dc := inside[s.Namespace+"/"+s.Name]
+		if dc == nil {
 			continue
 		}
 		p, err := netip.ParsePrefix(s.Status.PodCIDR)
@@ -55,8 +62,8 @@ func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config) plan {
 		if b, ok := cfg.BlockOf(m.podCIDR); ok {
 			m.podRoute = b
 		}
-		if a, err := netip.ParseAddr(s.Spec.IPAddress); err == nil && o.WorkerSubnetBits > 0 {
-			m.subnet, _ = a.Prefix(o.WorkerSubnetBits)
+		if subnet, err := netip.ParsePrefix(dc.Spec.WorkerSubnet); err == nil {
+			m.subnet = subnet.Masked()
 		}
 		pl.members = append(pl.members, m)
 	}

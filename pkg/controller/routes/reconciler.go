@@ -34,6 +34,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/azure"
 	"github.com/stargate-k8s/stargate/pkg/cilium"
+	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
 	"github.com/stargate-k8s/stargate/pkg/ipam"
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
 )
@@ -61,8 +62,8 @@ type Options struct {
 	// must have enabled (the AKS pod and service CIDRs).
 	AKSRouterTailnetIP string
 	AKSRoutes          []string
-	// WorkerSubnetBits: the datacenter subnet of a Server is its IP
-	// address masked to this length.
+	// WorkerSubnetBits is no longer used: the worker subnet of a Server is
+	// the one its Datacenter declares. Kept so old command lines start.
 	WorkerSubnetBits int
 }
 
@@ -207,10 +208,37 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 		}
 	}
 
-	pl := r.buildPlan(servers, r.Pool)
+	// Only Servers of a declared datacenter, inside its network, are
+	// routed; the others' layers say why (their InDatacenter condition
+	// says it in full), and whatever was routed for them is withdrawn.
+	dcs, err := datacenter.NewIndex(ctx, r.Client)
+	if err != nil {
+		return st, err
+	}
+	inside := map[string]*v1alpha1.Datacenter{}
+	outside := map[string]metav1.Condition{}
+	for i := range servers {
+		s := &servers[i]
+		if !s.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if dc, cond := dcs.Check(s); dc != nil {
+			inside[s.Namespace+"/"+s.Name] = dc
+		} else {
+			outside[s.Namespace+"/"+s.Name] = cond
+		}
+	}
+	pl := r.buildPlan(servers, r.Pool, inside)
 	reports := map[string]serverReport{}
 	for _, m := range pl.members {
 		reports[m.key] = serverReport{}
+	}
+	for key, cond := range outside {
+		rep := serverReport{}
+		for _, layer := range []v1alpha1.RouteLayer{layerAzure, layerTailscale, layerCilium} {
+			rep[layer] = &layerReport{reason: cond.Reason, message: "not routed: " + cond.Message}
+		}
+		reports[key] = rep
 	}
 	lap("plan")
 	azureOK := true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/azure"
 	"github.com/stargate-k8s/stargate/pkg/azure/azurefake"
@@ -41,6 +43,19 @@ func testServers(n int, cidr func(i int) string) []client.Object {
 	return out
 }
 
+// testDatacenters declares dc-0 and dc-1, the namespaces of testServers.
+func testDatacenters() []client.Object {
+	var out []client.Object
+	for d := range 2 {
+		out = append(out, &v1alpha1.Datacenter{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("dc-%d", d)},
+			Spec: v1alpha1.DatacenterSpec{Namespace: fmt.Sprintf("dc-%d", d), WorkerSubnet: fmt.Sprintf("10.50.%d.0/24", d),
+				Router: v1alpha1.DatacenterRouter{IP: fmt.Sprintf("100.64.1.%d", d)}, AgentGateway: fmt.Sprintf("10.50.%d.1", d)},
+		})
+	}
+	return out
+}
+
 type fixture struct {
 	r   *Reconciler
 	az  *azurefake.Table
@@ -54,6 +69,8 @@ func newFixture(t *testing.T, pool ipam.Config, objs []client.Object) *fixture {
 	mapper.Add(cilium.CiliumNodeGVK, meta.RESTScopeRoot)
 	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Node"}, meta.RESTScopeRoot)
 	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Server"), meta.RESTScopeNamespace)
+	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Datacenter"), meta.RESTScopeRoot)
+	objs = append(testDatacenters(), objs...)
 	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithRESTMapper(mapper).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Server{}).Build()
 	az := azurefake.New("rg", "rt")
 	rtc, err := armnetwork.NewRouteTablesClient("sub", &azfake.TokenCredential{}, azure.ClientOptions(az.Transport()))
@@ -184,5 +201,48 @@ func TestUnadvertisedRoutesAreReportedNotHidden(t *testing.T) {
 	}
 	if st.AzureWrites+st.TailscaleWrites+st.StatusWrites+st.FinalizerWrites != 0 {
 		t.Fatalf("steady pass wrote: %+v", st)
+	}
+}
+
+// Servers outside any datacenter, or outside their datacenter's network,
+// are not routed on any layer, and their layers say why.
+func TestServerOutsideItsDatacenterIsNotRouted(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24}
+	objs := testServers(2, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) })
+	outside := &v1alpha1.Server{
+		ObjectMeta: metav1.ObjectMeta{Name: "x1", Namespace: "dc-9", Generation: 1},
+		Spec:       v1alpha1.ServerSpec{Hostname: "x1", IPAddress: "10.50.9.10", RouterIP: "100.64.1.0"},
+		Status:     v1alpha1.ServerStatus{PodCIDR: "10.244.9.0/24"},
+	}
+	misfit := &v1alpha1.Server{
+		ObjectMeta: metav1.ObjectMeta{Name: "x2", Namespace: "dc-0", Generation: 1},
+		Spec:       v1alpha1.ServerSpec{Hostname: "x2", IPAddress: "10.77.0.10", RouterIP: "100.64.1.0"},
+		Status:     v1alpha1.ServerStatus{PodCIDR: "10.244.8.0/24"},
+	}
+	f := newFixture(t, pool, append(objs, outside, misfit))
+	if _, err := f.r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.az.Routes() {
+		if p := *r.Properties.AddressPrefix; p == "10.244.9.0/24" || p == "10.244.8.0/24" || p == "10.50.9.0/24" || p == "10.77.0.0/24" {
+			t.Errorf("Azure route %s for a Server outside its datacenter", p)
+		}
+	}
+	if d := f.ts.Device("n0"); slices.Contains(d.Enabled, "10.244.9.0/24") || slices.Contains(d.Enabled, "10.244.8.0/24") {
+		t.Errorf("router enabled %v, with the CIDR of a Server outside its datacenter", d.Enabled)
+	}
+	for _, tc := range []struct {
+		s      *v1alpha1.Server
+		reason string
+	}{{outside, stargate.ReasonNoDatacenter}, {misfit, stargate.ReasonNotInDatacenterNetwork}} {
+		s := f.server(t, tc.s.Namespace, tc.s.Name)
+		c := meta.FindStatusCondition(s.Status.Conditions, stargate.ConditionAzureRouteSynced)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+			t.Errorf("%s: AzureRouteSynced %+v, want False %s", tc.s.Name, c, tc.reason)
+		}
+	}
+	// The members are routed all the same.
+	if s := f.server(t, "dc-0", "w00"); meta.FindStatusCondition(s.Status.Conditions, stargate.ConditionAzureRouteSynced).Status != metav1.ConditionTrue {
+		t.Errorf("member w00 not routed: %+v", s.Status.Conditions)
 	}
 }
