@@ -181,8 +181,18 @@ func newWorld(c config, scale float64) (*world, error) {
 	mapper.Add(cilium.CiliumNodeGVK, meta.RESTScopeRoot)
 	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Node"}, meta.RESTScopeRoot)
 	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Server"), meta.RESTScopeNamespace)
+	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Datacenter"), meta.RESTScopeRoot)
 	var taken ipam.Taken
 	var objs []client.Object
+	// The controller acts only on Servers of declared datacenters.
+	for d := range c.dcs {
+		dc := fmt.Sprintf("dc-%d", d)
+		objs = append(objs, &v1alpha1.Datacenter{
+			ObjectMeta: metav1.ObjectMeta{Name: dc},
+			Spec: v1alpha1.DatacenterSpec{Namespace: dc, WorkerSubnet: fmt.Sprintf("10.50.%d.0/24", d),
+				Router: v1alpha1.DatacenterRouter{IP: fmt.Sprintf("100.64.1.%d", d+1)}, AgentGateway: fmt.Sprintf("10.50.%d.254", d)},
+		})
+	}
 	for i := range c.servers {
 		dc := fmt.Sprintf("dc-%d", i%c.dcs)
 		name := fmt.Sprintf("w%04d", i)

@@ -1,7 +1,6 @@
 package operations
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
@@ -103,8 +102,7 @@ func FuzzRedactOutput(f *testing.F) {
 			ourKey + between + otherKey + after + "\n"
 
 		tl := newTail(int(tailMax), r)
-		sc := bufio.NewScanner(&chunkReader{data: output, n: int(chunk) + 1})
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		sc := bootstrap.NewOutputScanner(&chunkReader{data: output, n: int(chunk) + 1})
 		for sc.Scan() {
 			tl.Add(sc.Text())
 		}

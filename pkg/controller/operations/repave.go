@@ -1,7 +1,6 @@
 package operations
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -753,8 +752,9 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	}()
 	var result string
 	lastFlush := time.Now()
-	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	// Over-long lines come in pieces, so one huge line cannot hide the
+	// result line after it.
+	sc := bootstrap.NewOutputScanner(pr)
 	for sc.Scan() {
 		line := sc.Text()
 		if len(p.scriptPhases) == 2 {
