@@ -74,7 +74,6 @@ func NewOptions() *Options {
 		RouterSSHPort:        22,
 		ScriptTimeout:        30 * time.Minute,
 		NodeReadyTimeout:     10 * time.Minute,
-		TokenTTL:             time.Hour,
 		OutputTailBytes:      4096,
 		KubeAPIQPS:           50,
 		KubeAPIBurst:         100,
@@ -108,12 +107,24 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.RouterSSHPort, "router-ssh-port", o.RouterSSHPort, "SSH port of the DC routers used as jump hosts.")
 	fs.DurationVar(&o.ScriptTimeout, "bootstrap-script-timeout", o.ScriptTimeout, "How long the node bootstrap script may run.")
 	fs.DurationVar(&o.NodeReadyTimeout, "node-ready-timeout", o.NodeReadyTimeout, "How long to wait, after the script, for the Node to register and become Ready.")
-	fs.DurationVar(&o.TokenTTL, "bootstrap-token-ttl", o.TokenTTL, "Lifetime of a bootstrap token; it is deleted as soon as its Operation ends.")
+	fs.DurationVar(&o.TokenTTL, "bootstrap-token-ttl", o.TokenTTL, "Lifetime of a bootstrap token; it is deleted as soon as its Operation ends. 0: --bootstrap-script-timeout + --node-ready-timeout + 1m, the longest a repave can use it.")
 	fs.StringVar(&o.RemoteWorkDir, "remote-work-dir", o.RemoteWorkDir, "Directory on servers for each Operation's payload and output; $HOME/.stargate/operations of the admin user when empty.")
 	fs.Float32Var(&o.KubeAPIQPS, "repave-kube-api-qps", o.KubeAPIQPS, "Queries per second the repave reconciler may send to the API server (client-go's default of 5 throttles parallel repaves).")
 	fs.IntVar(&o.KubeAPIBurst, "repave-kube-api-burst", o.KubeAPIBurst, "Burst of the repave reconciler's API client.")
 	fs.DurationVar(&o.JumpConnectionIdle, "jump-connection-idle", o.JumpConnectionIdle, "How long an unused SSH connection to a DC router stays open for the next repave through it (repaves through one router share one connection; each server's own host key is still verified end to end); 0 opens one per repave.")
 	fs.IntVar(&o.OutputTailBytes, "output-tail-bytes", o.OutputTailBytes, "How much of the script's output, redacted, is kept in Operation status.outputTail.")
+}
+
+// TokenLifetime is how long a bootstrap token is valid: --bootstrap-token-ttl,
+// or when that is 0 the longest a repave can use its token (the script,
+// then the wait for the Node) and a minute for the SSH connection and
+// clocks. The token is deleted when its Operation ends in any case; the
+// lifetime bounds a token that outlives a crashed controller.
+func (o *Options) TokenLifetime() time.Duration {
+	if o.TokenTTL > 0 {
+		return o.TokenTTL
+	}
+	return o.ScriptTimeout + o.NodeReadyTimeout + time.Minute
 }
 
 // Validate checks the flags.
@@ -130,6 +141,10 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxConcurrentRepaves < 1 {
 		errs = append(errs, errors.New("--max-concurrent-repaves must be at least 1"))
+	}
+	if o.TokenTTL < 0 || (o.TokenTTL > 0 && o.TokenTTL < o.ScriptTimeout+o.NodeReadyTimeout) {
+		errs = append(errs, fmt.Errorf("--bootstrap-token-ttl %s is shorter than --bootstrap-script-timeout + --node-ready-timeout (%s): the kubelet could find its token expired; use 0 for the shortest safe lifetime",
+			o.TokenTTL, o.ScriptTimeout+o.NodeReadyTimeout))
 	}
 	// Beyond the API's bound every status write of an Operation would be
 	// refused.

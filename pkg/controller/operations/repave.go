@@ -614,7 +614,7 @@ func (p *repave) createToken(ctx context.Context) (string, error) {
 		return "", err
 	}
 	p.redact.AddToken(t)
-	expires := time.Now().Add(p.r.Opts.TokenTTL)
+	expires := time.Now().Add(p.r.Opts.TokenLifetime())
 	s := bootstrap.TokenSecret(t, expires, fmt.Sprintf("stargate repave %s/%s of server %s", p.op.Namespace, p.op.Name, p.server.Name), p.tokenLabels())
 	if err := p.r.Client.Create(ctx, s); err != nil {
 		return "", fmt.Errorf("create bootstrap token Secret: %w", err)

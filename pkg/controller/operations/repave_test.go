@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
@@ -175,11 +176,24 @@ func TestFreshTokenStepMakesOneTokenAndDeletesIt(t *testing.T) {
 	if _, err := p.payload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tokens(t, kube)); n != 1 {
+	made := tokens(t, kube)
+	if n := len(made); n != 1 {
 		t.Fatalf("%d tokens, want 1", n)
 	}
 	if got := c.secretLists.Load(); got != 0 {
 		t.Errorf("listed tokens %d times, want 0", got)
+	}
+	// It expires when the repave can no longer use it.
+	v := string(made[0].Data["expiration"])
+	if v == "" {
+		v = made[0].StringData["expiration"] // the fake client keeps stringData as written
+	}
+	exp, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		t.Fatalf("token expiration %q: %v", v, err)
+	}
+	if d := time.Until(exp); d > r.Opts.TokenLifetime() || d < r.Opts.TokenLifetime()-time.Minute {
+		t.Errorf("token expires in %s, want about %s", d.Round(time.Second), r.Opts.TokenLifetime())
 	}
 	if err := p.deleteTokens(ctx); err != nil {
 		t.Fatal(err)
