@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 )
 
 // CiliumNodeGVK is cilium.io/v2 CiliumNode.
@@ -56,7 +58,7 @@ func notOwned(kind, name string, labels, owner map[string]string) error {
 	}
 	slices.Sort(want)
 	holder := "unlabelled"
-	if s, d := labels["stargate.io/server"], labels["stargate.io/datacenter"]; s != "" || d != "" {
+	if s, d := labels[stargate.LabelServer], labels[stargate.LabelDatacenter]; s != "" || d != "" {
 		holder = "labelled for Server " + d + "/" + s
 	}
 	return fmt.Errorf("%w: %s %s exists (%s) without %v; another machine uses this name, so Stargate does not change it: rename spec.hostname",

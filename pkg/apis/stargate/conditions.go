@@ -68,6 +68,12 @@ const (
 	LabelDatacenter = "stargate.io/datacenter"
 )
 
+// OwnerLabels are the labels that mark a Node or CiliumNode as the one
+// Stargate made for Server name in datacenter dc (the Server's namespace).
+func OwnerLabels(name, dc string) map[string]string {
+	return map[string]string{LabelServer: name, LabelDatacenter: dc}
+}
+
 // IsActive says whether an Operation in this phase still holds its server.
 func (p OperationPhase) IsActive() bool {
 	return p == "" || p == OperationPending || p == OperationRunning

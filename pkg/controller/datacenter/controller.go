@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
 )
@@ -88,16 +88,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // Apply sets the InDatacenter condition and the Ready summary on s and
-// says whether either changed.
+// says whether the status changed.
 func Apply(s *v1.Server, cond metav1.Condition) bool {
-	before := s.DeepCopy()
+	before := s.Status.DeepCopy()
 	meta.SetStatusCondition(&s.Status.Conditions, cond)
 	serverstatus.SetReadySummary(s)
-	for _, t := range []string{stargate.ConditionInDatacenter, stargate.ConditionReady} {
-		a, b := meta.FindStatusCondition(before.Status.Conditions, t), meta.FindStatusCondition(s.Status.Conditions, t)
-		if a == nil || a.Status != b.Status || a.Reason != b.Reason || a.Message != b.Message || a.ObservedGeneration != b.ObservedGeneration {
-			return true
-		}
-	}
-	return false
+	return !equality.Semantic.DeepEqual(before, &s.Status)
 }

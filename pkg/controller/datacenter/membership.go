@@ -27,11 +27,11 @@ import (
 // Datacenters are few, so they are listed whole: r may be a cache without
 // an index or a reader around the cache.
 func Find(ctx context.Context, r ctrl.Reader, ns string) (*v1.Datacenter, error) {
-	var list v1.DatacenterList
-	if err := r.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list Datacenters: %w", err)
+	idx, err := NewIndex(ctx, r)
+	if err != nil {
+		return nil, err
 	}
-	return pick(list.Items, ns), nil
+	return idx[ns], nil
 }
 
 func pick(dcs []v1.Datacenter, ns string) *v1.Datacenter {
@@ -98,14 +98,11 @@ func firstErr(errs ...error) error {
 // Resolve finds the Server's Datacenter through r and checks the Server
 // against it. The Datacenter is returned only when the condition is True.
 func Resolve(ctx context.Context, r ctrl.Reader, s *v1.Server) (*v1.Datacenter, metav1.Condition, error) {
-	dc, err := Find(ctx, r, s.Namespace)
+	idx, err := NewIndex(ctx, r)
 	if err != nil {
 		return nil, metav1.Condition{}, err
 	}
-	cond := Check(s, dc)
-	if cond.Status != metav1.ConditionTrue {
-		return nil, cond, nil
-	}
+	dc, cond := idx.Check(s)
 	return dc, cond, nil
 }
 

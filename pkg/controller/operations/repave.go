@@ -29,6 +29,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
+	"github.com/stargate-k8s/stargate/pkg/cilium"
 	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
 	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
@@ -447,19 +448,28 @@ func (p *repave) checkNodeName(ctx context.Context) error {
 			return fail(ReasonNodeConflict, "spec.hostname %s is also the hostname of Server %s/%s; a node name belongs to one Server: rename one of them", name, s.Namespace, s.Name)
 		}
 	}
+	_, err := p.ownNode(ctx)
+	return err
+}
+
+// ownNode reads the Node of the Server's hostname: nil when there is none,
+// a NodeNameConflict failure when it is not the one Stargate made for this
+// Server (it lacks the Server's owner labels), since another machine uses
+// the name.
+func (p *repave) ownNode(ctx context.Context) (*corev1.Node, error) {
 	var node corev1.Node
-	err := p.r.APIReader.Get(ctx, types.NamespacedName{Name: name}, &node)
+	err := p.r.APIReader.Get(ctx, types.NamespacedName{Name: p.nodeName()}, &node)
 	if apierrors.IsNotFound(err) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("get Node %s: %w", name, err)
+		return nil, fmt.Errorf("get Node %s: %w", p.nodeName(), err)
 	}
-	if node.Labels[stargate.LabelServer] != p.server.Name || node.Labels[stargate.LabelDatacenter] != p.server.Namespace {
-		return fail(ReasonNodeConflict, "Node %s exists but is not labelled %s=%s, %s=%s: another machine uses this name; rename spec.hostname or delete that Node",
+	if !cilium.Owned(node.Labels, stargate.OwnerLabels(p.server.Name, p.server.Namespace)) {
+		return nil, fail(ReasonNodeConflict, "Node %s exists but is not labelled %s=%s, %s=%s: another machine uses this name; rename spec.hostname or delete that Node",
 			node.Name, stargate.LabelServer, p.server.Name, stargate.LabelDatacenter, p.server.Namespace)
 	}
-	return nil
+	return &node, nil
 }
 
 func (p *repave) sshConfig() (sshexec.Config, error) {
@@ -626,19 +636,14 @@ func (p *repave) createToken(ctx context.Context) (string, error) {
 func (p *repave) nodeName() string { return p.server.Spec.Hostname }
 
 func (p *repave) removeStaleNode(ctx context.Context) (string, error) {
-	var node corev1.Node
-	err := p.r.APIReader.Get(ctx, types.NamespacedName{Name: p.nodeName()}, &node)
-	if apierrors.IsNotFound(err) {
-		return fmt.Sprintf("no Node %s to remove", p.nodeName()), nil
-	}
+	node, err := p.ownNode(ctx)
 	if err != nil {
 		return "", err
 	}
-	if node.Labels[stargate.LabelServer] != p.server.Name || node.Labels[stargate.LabelDatacenter] != p.server.Namespace {
-		return "", fail(ReasonNodeConflict, "Node %s exists but is not labelled %s=%s, %s=%s: another machine uses this name; rename spec.hostname or delete that Node",
-			node.Name, stargate.LabelServer, p.server.Name, stargate.LabelDatacenter, p.server.Namespace)
+	if node == nil {
+		return fmt.Sprintf("no Node %s to remove", p.nodeName()), nil
 	}
-	if err := p.r.Client.Delete(ctx, &node, client.Preconditions{UID: &node.UID}); err != nil && !apierrors.IsNotFound(err) {
+	if err := p.r.Client.Delete(ctx, node, client.Preconditions{UID: &node.UID}); err != nil && !apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("delete Node %s: %w", node.Name, err)
 	}
 	return fmt.Sprintf("deleted the Node %s of the previous install", node.Name), nil

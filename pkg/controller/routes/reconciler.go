@@ -271,7 +271,7 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 			continue
 		}
 		if r.EnableCilium && ciliumErr == nil {
-			if err := cilium.DeleteCiliumNode(ctx, r.Client, ciliumNodes[nodeName(s)], ownerLabels(s.Name, s.Namespace)); err != nil {
+			if err := cilium.DeleteCiliumNode(ctx, r.Client, ciliumNodes[nodeName(s)], stargate.OwnerLabels(s.Name, s.Namespace)); err != nil {
 				st.Errors = append(st.Errors, err)
 				continue
 			}
@@ -475,7 +475,7 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 			problems = append(problems, listErr.Error())
 		default:
 			have := cns[name]
-			res, err := cilium.SyncCiliumNode(ctx, r.Client, name, have, cidr, ownerLabels(m.server.Name, m.dc))
+			res, err := cilium.SyncCiliumNode(ctx, r.Client, name, have, cidr, stargate.OwnerLabels(m.server.Name, m.dc))
 			if res.Created || res.Patched {
 				st.CiliumWrites++
 				routeWrites.WithLabelValues(string(layerCilium)).Inc()
@@ -505,7 +505,7 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 		if nodesErr != nil {
 			err = nodesErr
 		} else {
-			nres, err = cilium.SyncNode(ctx, r.Client, nodes[name], cidr, ownerLabels(m.server.Name, m.dc))
+			nres, err = cilium.SyncNode(ctx, r.Client, nodes[name], cidr, stargate.OwnerLabels(m.server.Name, m.dc))
 		}
 		if nres.Wrote {
 			st.NodeWrites++
@@ -655,12 +655,6 @@ func sameStatus(a, b *v1alpha1.Server) bool {
 		}
 	}
 	return true
-}
-
-// ownerLabels are the labels that mark a Node or CiliumNode as the one
-// Stargate made for Server name in datacenter dc.
-func ownerLabels(name, dc string) map[string]string {
-	return map[string]string{stargate.LabelServer: name, stargate.LabelDatacenter: dc}
 }
 
 func nodeName(s *v1alpha1.Server) string {
