@@ -25,11 +25,13 @@ func main() {
 	opts := manager.NewOptions()
 	opts.AddFlags(fs)
 	// One line per reconciler group.
+	rt := routes.New()
 	controllers := []manager.Controller{
 		operations.New(),
 		nodehealth.New(),
-		csrapproval.New(),
-		routes.New(),
+		// The approver keeps serving certificates out of the pod pool.
+		csrapproval.New(&rt.IPAM.Pool),
+		rt,
 	}
 	for _, c := range controllers {
 		c.AddFlags(fs)

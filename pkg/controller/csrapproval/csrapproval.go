@@ -9,11 +9,18 @@
 //     denied with the reason. No RBAC binding lets kube-controller-manager
 //     auto-approve them (see bootstrap.RBAC).
 //   - Kubelet serving certificates (signer kubelet-serving), which AKS
-//     leaves pending: approved only when they come from the node itself and
-//     ask for exactly the names its Server has, the hostname as DNS name
-//     and the ipAddress as IP. The Server is found by its hostname, never
-//     through the Node's labels, which the kubelet sets itself; a Server
-//     outside its datacenter (pkg/controller/datacenter) gets a denial.
+//     leaves pending: approved only when they come from the node Stargate
+//     bootstrapped for a Server (its status.nodeName) and ask for that
+//     Server's hostname as the only DNS name and for IP addresses that are
+//     the Server's ipAddress, inside its Datacenter's worker subnet, and
+//     never in the Service range or the pod CIDR pool, never the
+//     datacenter's gateway, never another Server's address; the API
+//     server's names (kubernetes, *.svc, *.cluster.local) are never
+//     approved. The Server is found by its hostname, never through the
+//     Node's labels, which the kubelet sets itself; a Server outside its
+//     datacenter (pkg/controller/datacenter) gets a denial. A CSR of a
+//     Server whose node Stargate has not bootstrapped yet stays pending
+//     until the repave records the node.
 //
 // Requests of other nodes and other tokens are left alone.
 package csrapproval
@@ -23,6 +30,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -35,8 +43,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
@@ -51,21 +61,58 @@ const (
 	ReasonClientDenied   = "StargateBootstrapIdentityMismatch"
 )
 
-// Controller is the csrapproval reconciler group.
-type Controller struct{}
+// DefaultServiceCIDR is the Service range of AKS clusters by default.
+const DefaultServiceCIDR = "10.0.0.0/16"
 
-// New returns the controller.
-func New() *Controller { return &Controller{} }
+// Controller is the csrapproval reconciler group.
+type Controller struct {
+	// ServiceCIDR is the cluster's Service range (--service-cluster-ip-range).
+	ServiceCIDR string
+	// PodCIDRPool points at the pod CIDR pool flag of the ipam controller
+	// (--pod-cidr-pool), so that both read the same value.
+	PodCIDRPool *string
+}
+
+// New returns the controller; pool is the ipam controller's
+// --pod-cidr-pool (nil: its default, 10.244.0.0/16).
+func New(pool *string) *Controller {
+	if pool == nil {
+		def := "10.244.0.0/16"
+		pool = &def
+	}
+	return &Controller{ServiceCIDR: DefaultServiceCIDR, PodCIDRPool: pool}
+}
 
 // Name implements manager.Controller.
 func (c *Controller) Name() string { return "csrapproval" }
 
-// AddFlags implements manager.Controller; csrapproval has no flags.
-func (c *Controller) AddFlags(*pflag.FlagSet) {}
+// AddFlags implements manager.Controller.
+func (c *Controller) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.ServiceCIDR, "service-cluster-ip-range", c.ServiceCIDR,
+		"The cluster's Service range (kube-apiserver's --service-cluster-ip-range; AKS's default is 10.0.0.0/16). "+
+			"A kubelet serving certificate naming an address in it, or in --pod-cidr-pool, is denied. Must match stargate-apiserver's flag of the same name.")
+}
+
+// Networks parses the flags.
+func (c *Controller) Networks() (Networks, error) {
+	svc, err := netip.ParsePrefix(c.ServiceCIDR)
+	if err != nil {
+		return Networks{}, fmt.Errorf("--service-cluster-ip-range %q: %w", c.ServiceCIDR, err)
+	}
+	pool, err := netip.ParsePrefix(*c.PodCIDRPool)
+	if err != nil {
+		return Networks{}, fmt.Errorf("--pod-cidr-pool %q: %w", *c.PodCIDRPool, err)
+	}
+	return Networks{ServiceCIDR: svc.Masked(), PodCIDRPool: pool.Masked()}, nil
+}
 
 // SetupWithManager implements manager.Controller.
 func (c *Controller) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
-	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	nets, err := c.Networks()
+	if err != nil {
+		return err
+	}
+	r := &Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Networks: nets}
 	kubelet := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		csr, ok := o.(*certificatesv1.CertificateSigningRequest)
 		return ok && (csr.Spec.SignerName == certificatesv1.KubeletServingSignerName ||
@@ -74,7 +121,32 @@ func (c *Controller) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("csrapproval").
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(kubelet)).
+		// A serving CSR waits for the repave to record the node in the
+		// Server's status.nodeName.
+		Watches(&v1.Server{}, handler.EnqueueRequestsFromMapFunc(r.pendingServingCSRs)).
 		Complete(r)
+}
+
+// pendingServingCSRs maps a Server with a node to the undecided serving
+// CSRs of that node.
+func (r *Reconciler) pendingServingCSRs(ctx context.Context, o client.Object) []reconcile.Request {
+	s, ok := o.(*v1.Server)
+	if !ok || s.Status.NodeName == "" {
+		return nil
+	}
+	var list certificatesv1.CertificateSigningRequestList
+	if err := r.Client.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "list CSRs for Server", "server", s.Namespace+"/"+s.Name)
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		c := &list.Items[i]
+		if c.Spec.SignerName == certificatesv1.KubeletServingSignerName && c.Spec.Username == "system:node:"+s.Status.NodeName && !decided(c) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: c.Name}})
+		}
+	}
+	return out
 }
 
 // Reconciler decides kubelet client and serving CSRs of Stargate nodes.
@@ -83,6 +155,8 @@ type Reconciler struct {
 	// APIReader reads bootstrap token Secrets by name, around the cache
 	// (the controller may not list or watch Secrets).
 	APIReader client.Reader
+	// Networks are the cluster's ranges no serving certificate may name.
+	Networks Networks
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -109,25 +183,47 @@ func (r *Reconciler) serving(ctx context.Context, csr *certificatesv1.Certificat
 	if !ok || !slices.Contains(csr.Spec.Groups, "system:nodes") {
 		return nil
 	}
-	servers, err := r.serversWithHostname(ctx, nodeName)
+	all, err := r.listServers(ctx)
 	if err != nil {
 		return err
+	}
+	var servers []v1.Server
+	for _, s := range all {
+		if s.Spec.Hostname == nodeName {
+			servers = append(servers, s)
+		}
 	}
 	switch len(servers) {
 	case 0:
 		return nil // not Stargate's node
 	case 1:
+		server := &servers[0]
 		// A Server outside its datacenter is no node of Stargate's: its
 		// names are not checked against a declared network.
-		_, in, err := datacenter.Resolve(ctx, r.Client, &servers[0])
+		dc, in, err := datacenter.Resolve(ctx, r.Client, server)
 		if err != nil {
 			return err
 		}
 		if in.Status != metav1.ConditionTrue {
 			return r.decide(ctx, csr, false, ReasonApproved, ReasonDenied,
-				fmt.Sprintf("Server %s/%s of hostname %s is not in its datacenter (%s): %s", servers[0].Namespace, servers[0].Name, nodeName, in.Reason, in.Message))
+				fmt.Sprintf("Server %s/%s of hostname %s is not in its datacenter (%s): %s", server.Namespace, server.Name, nodeName, in.Reason, in.Message))
 		}
-		approve, why := Check(csr, nodeName, &servers[0])
+		if server.Status.NodeName == "" {
+			// The repave records the node when it is Ready; the Server's
+			// event brings the CSR back then.
+			logf.FromContext(ctx).V(2).Info("serving CSR waits for the repave to record the node", "csr", csr.Name, "server", server.Namespace+"/"+server.Name)
+			return nil
+		}
+		others := map[netip.Addr]string{}
+		for _, s := range all {
+			if s.Namespace == server.Namespace && s.Name == server.Name {
+				continue
+			}
+			if a, err := netip.ParseAddr(s.Spec.IPAddress); err == nil {
+				others[a.Unmap()] = s.Namespace + "/" + s.Name
+			}
+		}
+		approve, why := Check(csr, nodeName, Policy{Server: server, Datacenter: dc, Networks: r.Networks, OtherServers: others})
 		return r.decide(ctx, csr, approve, ReasonApproved, ReasonDenied, why)
 	default:
 		return r.decide(ctx, csr, false, ReasonApproved, ReasonDenied,
@@ -180,20 +276,13 @@ func (r *Reconciler) serverOfToken(ctx context.Context, tokenID string) (*v1.Ser
 	return &server, "", nil
 }
 
-// serversWithHostname lists the Servers, in every namespace, whose
-// spec.hostname is name.
-func (r *Reconciler) serversWithHostname(ctx context.Context, name string) ([]v1.Server, error) {
+// listServers lists the Servers of every namespace.
+func (r *Reconciler) listServers(ctx context.Context) ([]v1.Server, error) {
 	var list v1.ServerList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list Servers: %w", err)
 	}
-	var out []v1.Server
-	for _, s := range list.Items {
-		if s.Spec.Hostname == name {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return list.Items, nil
 }
 
 func serverNames(servers []v1.Server) string {
@@ -245,48 +334,4 @@ func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 		}
 	}
 	return false
-}
-
-// Check says whether the serving CSR of nodeName fits server, and why.
-func Check(csr *certificatesv1.CertificateSigningRequest, nodeName string, server *v1.Server) (bool, string) {
-	if server.Spec.Hostname != nodeName {
-		return false, fmt.Sprintf("node %s is not the hostname %s of Server %s/%s", nodeName, server.Spec.Hostname, server.Namespace, server.Name)
-	}
-	x, why := parseRequest(csr)
-	if x == nil {
-		return false, why
-	}
-	if x.Subject.CommonName != "system:node:"+nodeName || !slices.Equal(x.Subject.Organization, []string{"system:nodes"}) {
-		return false, fmt.Sprintf("subject %q is not system:node:%s in system:nodes", x.Subject.String(), nodeName)
-	}
-	if len(x.EmailAddresses) > 0 || len(x.URIs) > 0 {
-		return false, "the request asks for email or URI names"
-	}
-	if len(x.DNSNames)+len(x.IPAddresses) == 0 {
-		return false, "the request names no DNS name or IP address"
-	}
-	for _, d := range x.DNSNames {
-		if d != server.Spec.Hostname {
-			return false, fmt.Sprintf("DNS name %q is not the Server's hostname %q", d, server.Spec.Hostname)
-		}
-	}
-	for _, ip := range x.IPAddresses {
-		if ip.String() != server.Spec.IPAddress {
-			return false, fmt.Sprintf("IP address %s is not the Server's ipAddress %s", ip, server.Spec.IPAddress)
-		}
-	}
-	hasServerAuth := false
-	for _, u := range csr.Spec.Usages {
-		switch u {
-		case certificatesv1.UsageServerAuth:
-			hasServerAuth = true
-		case certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment:
-		default:
-			return false, fmt.Sprintf("usage %q is not one a kubelet serving certificate needs", u)
-		}
-	}
-	if !hasServerAuth {
-		return false, "the request lacks usage server auth"
-	}
-	return true, fmt.Sprintf("names match Server %s/%s (hostname %s, ipAddress %s)", server.Namespace, server.Name, server.Spec.Hostname, server.Spec.IPAddress)
 }
