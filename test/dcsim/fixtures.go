@@ -20,7 +20,30 @@ const (
 	SSHSecret = "ssh"
 	// ScriptsConfigMap holds each profile's script under <profile>.sh.
 	ScriptsConfigMap = "standin-scripts"
+	// ControllerBinding is the RoleBinding that gives stargate-controller's
+	// ServiceAccount ControllerDatacenterRole in the datacenter namespace,
+	// as onboarding a datacenter does (artifacts/datacenter/rbac.yaml).
+	ControllerBinding = "stargate-controller"
+	// ControllerDatacenterRole is the ClusterRole of
+	// artifacts/controller/rbac.yaml with what stargate-controller reads in
+	// a datacenter namespace (its SSH Secrets and script ConfigMaps).
+	ControllerDatacenterRole = "stargate-controller-datacenter"
+	// ControllerNamespace and ControllerServiceAccount name
+	// stargate-controller's ServiceAccount in artifacts/controller.
+	ControllerNamespace      = "stargate-system"
+	ControllerServiceAccount = "stargate-controller"
 )
+
+// ControllerRoleBinding is the RoleBinding an admin makes when onboarding
+// datacenter namespace ns: stargate-controller's ServiceAccount gets
+// ControllerDatacenterRole there, and nowhere else.
+func ControllerRoleBinding(ns string) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: ControllerBinding, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ControllerDatacenterRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ControllerServiceAccount, Namespace: ControllerNamespace}},
+	}
+}
 
 // StandinScript is a bootstrap script for the simulated workers. The hosts
 // share this machine's file system, so the default (Ubuntu) script would
@@ -89,7 +112,9 @@ func Datacenter(ns string) *v1.Datacenter {
 
 // Fixtures returns the objects that describe the simulation to Stargate in
 // namespace ns: the namespace, its Datacenter (without which
-// stargate-controller ignores the namespace's Servers), SSHSecret,
+// stargate-controller ignores the namespace's Servers), the controller's
+// RoleBinding there (ControllerRoleBinding: without it a controller running
+// as its own ServiceAccount may not read SSHSecret), SSHSecret,
 // ScriptsConfigMap and the profiles (admin user root, Kubernetes 1.37),
 // and the ClusterRoleBinding
 // nodesBinding, which gives the group system:nodes the role system:node:
@@ -103,6 +128,7 @@ func (s *Sim) Fixtures(ns, nodesBinding string, profiles ...Profile) []client.Ob
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 		Datacenter(ns),
+		ControllerRoleBinding(ns),
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: nodesBinding},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"},

@@ -4,23 +4,33 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/test/dcsim"
+	"github.com/stargate-k8s/stargate/test/framework"
 )
 
 const (
-	controllerNamespace      = "stargate-system"
-	controllerServiceAccount = "stargate-controller"
+	controllerNamespace      = dcsim.ControllerNamespace
+	controllerServiceAccount = dcsim.ControllerServiceAccount
 )
 
 // controllerUser is the ServiceAccount user of stargate-controller.
@@ -66,7 +76,15 @@ func TestControllerRBACIsNarrow(t *testing.T) {
 		args []string
 		want string
 	}{
+		// Secrets and script ConfigMaps: by name, and only in datacenter
+		// namespaces that bound stargate-controller-datacenter (the
+		// fixtures did, as onboarding does).
 		{[]string{"get", "secrets", "-n", dc}, "yes"},
+		{[]string{"get", "configmaps", "-n", dc}, "yes"},
+		{[]string{"get", "secrets", "-n", "default"}, "no"},
+		{[]string{"get", "configmaps", "-n", "default"}, "no"},
+		{[]string{"get", "secrets", "-n", controllerNamespace}, "no"},
+		{[]string{"get", "secrets/stargate-tailscale", "-n", controllerNamespace}, "yes"},
 		{[]string{"list", "secrets", "-n", dc}, "no"},
 		{[]string{"watch", "secrets", "-A"}, "no"},
 		{[]string{"list", "configmaps", "-n", "kube-system"}, "no"},
@@ -96,6 +114,95 @@ func TestControllerRBACIsNarrow(t *testing.T) {
 		if got := strings.TrimSpace(res.Stdout); got != c.want {
 			t.Errorf("kubectl %s: %q, want %q (%v)", strings.Join(args, " "), got, c.want, res.Err)
 		}
+	}
+}
+
+// Whoever holds stargate-controller's token (a bug, or a stolen token)
+// cannot read the Secrets of a namespace no admin onboarded as a
+// datacenter, nor of a namespace that has a Datacenter but whose admin did
+// not bind the controller there: SubjectAccessReviews and real GETs with
+// the token are refused, while the onboarded datacenter's SSH Secret is
+// readable.
+func TestControllerCannotReadSecretsOutsideDatacenters(t *testing.T) {
+	ctx := context.Background()
+	admin, err := kubernetes.NewForConfig(env.world.ControlPlane.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", env.controllerKC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// victim: an ordinary namespace; unbound: declared a Datacenter, but
+	// without the controller's RoleBinding.
+	const victim, unbound = "victim-app", "dc-not-bound"
+	for _, ns := range []string{victim, unbound} {
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-password", Namespace: ns}, StringData: map[string]string{"password": "hunter2"}}
+		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	// A network of its own (no packet goes there), apart from dc-sim's.
+	unboundDC := &v1.Datacenter{
+		ObjectMeta: metav1.ObjectMeta{Name: unbound},
+		Spec: v1.DatacenterSpec{Namespace: unbound, WorkerSubnet: "203.0.113.128/25",
+			Router: v1.DatacenterRouter{IP: "203.0.113.99"}, AgentGateway: "203.0.113.129"},
+	}
+	if err := env.c.Create(ctx, unboundDC); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.c.Delete(context.Background(), unboundDC)
+		for _, ns := range []string{victim, unbound} {
+			_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	})
+
+	sar := func(ns, resource, name string) (bool, string) {
+		t.Helper()
+		r, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               controllerUser,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + controllerNamespace, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: resource, Name: name},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Allowed, r.Status.Reason
+	}
+	for _, c := range []struct {
+		ns, resource, name string
+		want               bool
+	}{
+		{dc, "secrets", dcsim.SSHSecret, true},
+		{dc, "configmaps", dcsim.ScriptsConfigMap, true},
+		{victim, "secrets", "db-password", false},
+		{victim, "configmaps", "kube-root-ca.crt", false},
+		{unbound, "secrets", "db-password", false},
+		{"default", "secrets", "anything", false},
+		{controllerNamespace, "secrets", "stargate-controller-token", false},
+		{controllerNamespace, "secrets", "stargate-tailscale", true},
+	} {
+		if got, why := sar(c.ns, c.resource, c.name); got != c.want {
+			t.Errorf("SubjectAccessReview: %s get %s %s/%s: allowed=%v (%s), want %v", controllerUser, c.resource, c.ns, c.name, got, why, c.want)
+		}
+	}
+
+	// The attack itself, with the controller's token.
+	for _, ns := range []string{victim, unbound} {
+		if s, err := ctl.CoreV1().Secrets(ns).Get(ctx, "db-password", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("the controller's token read Secret %s/db-password (%v, %d keys), want Forbidden", ns, err, len(s.Data))
+		}
+	}
+	if _, err := ctl.CoreV1().Secrets(dc).Get(ctx, dcsim.SSHSecret, metav1.GetOptions{}); err != nil {
+		t.Errorf("the controller's token cannot read its datacenter's SSH Secret %s/%s: %v", dc, dcsim.SSHSecret, err)
 	}
 }
 
@@ -155,5 +262,144 @@ func TestControllerTokenCannotTouchForeignNode(t *testing.T) {
 	}
 	if err := ctl.CoreV1().Nodes().Delete(ctx, own.Name, metav1.DeleteOptions{}); err != nil {
 		t.Errorf("the controller may not delete its own Node: %v", err)
+	}
+}
+
+// renderManifests is `kubectl kustomize dir` of the repository's
+// artifacts, with the real kubectl, split into objects.
+func renderManifests(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	res := env.world.Kubectl.Run(context.Background(), "kustomize", filepath.Join(env.world.RepoRoot, dir))
+	if res.Err != nil {
+		t.Fatalf("render %s: %v", dir, res)
+	}
+	var objs []*unstructured.Unstructured
+	for _, doc := range strings.Split(res.Stdout, "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatalf("render %s: %v\n%s", dir, err, doc)
+		}
+		objs = append(objs, u)
+	}
+	return objs
+}
+
+// The manifests as shipped (kubectl apply -k artifacts/) are secure by
+// default: the aggregator verifies stargate-apiserver's certificate, and
+// no ClusterRole bound cluster-wide to stargate-controller grants any
+// Secret, wildcard, escalation or impersonation, or unnamed rights on
+// ClusterRoleBindings and role binding.
+func TestShippedManifestsVerifyTheAPIServerAndGrantTheControllerNoSecretsClusterWide(t *testing.T) {
+	objs := renderManifests(t, "artifacts")
+	byKind := map[string]map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		if byKind[o.GetKind()] == nil {
+			byKind[o.GetKind()] = map[string]*unstructured.Unstructured{}
+		}
+		byKind[o.GetKind()][o.GetNamespace()+"/"+o.GetName()] = o
+	}
+
+	as := byKind["APIService"]["/"+framework.StargateAPIService]
+	if as == nil {
+		t.Fatalf("artifacts/ render no APIService %s", framework.StargateAPIService)
+	}
+	if skip, found, _ := unstructured.NestedBool(as.Object, "spec", "insecureSkipTLSVerify"); found || skip {
+		t.Errorf("APIService %s sets spec.insecureSkipTLSVerify=%v: the aggregator would not verify stargate-apiserver", as.GetName(), skip)
+	}
+	dep := byKind["Deployment"]["stargate-system/stargate-apiserver"]
+	if dep == nil {
+		t.Fatal("artifacts/ render no Deployment stargate-system/stargate-apiserver")
+	}
+	if args := fmt.Sprint(dep.Object["spec"].(map[string]any)["template"]); !strings.Contains(args, "--serving-cert-secret=") || !strings.Contains(args, "--apiservice-name="+framework.StargateAPIService) {
+		t.Errorf("stargate-apiserver's Deployment runs without --serving-cert-secret and --apiservice-name=%s: nothing would put a caBundle into the APIService", framework.StargateAPIService)
+	}
+
+	// The ClusterRoles bound cluster-wide to the controller.
+	var roles []string
+	for _, b := range byKind["ClusterRoleBinding"] {
+		var crb rbacv1.ClusterRoleBinding
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(b.Object, &crb); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range crb.Subjects {
+			if s.Kind == rbacv1.ServiceAccountKind && s.Namespace == controllerNamespace && s.Name == controllerServiceAccount {
+				roles = append(roles, crb.RoleRef.Name)
+			}
+		}
+	}
+	if len(roles) == 0 {
+		t.Fatal("no ClusterRoleBinding of artifacts/ names stargate-controller's ServiceAccount")
+	}
+	for _, name := range roles {
+		if name == dcsim.ControllerDatacenterRole {
+			t.Errorf("ClusterRole %s is bound cluster-wide to the controller; it must be bound per datacenter namespace", name)
+		}
+		u := byKind["ClusterRole"]["/"+name]
+		if u == nil {
+			t.Errorf("the controller is bound to ClusterRole %s, which artifacts/ do not ship", name)
+			continue
+		}
+		var cr rbacv1.ClusterRole
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &cr); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range cr.Rules {
+			rule := fmt.Sprintf("ClusterRole %s rule %v %v %v %v", name, r.APIGroups, r.Resources, r.Verbs, r.ResourceNames)
+			if slices.Contains(r.APIGroups, "*") || slices.Contains(r.Resources, "*") || slices.Contains(r.Verbs, "*") || len(r.NonResourceURLs) > 0 {
+				t.Errorf("%s: wildcards or non-resource URLs", rule)
+			}
+			if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "secrets") {
+				t.Errorf("%s: Secrets in every namespace", rule)
+			}
+			if slices.Contains(r.Verbs, "escalate") || slices.Contains(r.Verbs, "impersonate") {
+				t.Errorf("%s: escalate or impersonate", rule)
+			}
+			if slices.Contains(r.Resources, "clusterrolebindings") && len(r.ResourceNames) == 0 && !slices.Equal(r.Verbs, []string{"create"}) {
+				t.Errorf("%s: ClusterRoleBindings beyond create, not by name", rule)
+			}
+			if slices.Contains(r.Verbs, "bind") && len(r.ResourceNames) == 0 {
+				t.Errorf("%s: may bind any role", rule)
+			}
+			if slices.Contains(r.Resources, "nodes") && (slices.Contains(r.Verbs, "create") || slices.Contains(r.Verbs, "update")) {
+				t.Errorf("%s: creates or updates Nodes", rule)
+			}
+		}
+	}
+	// Its one Secret of stargate-system, by name.
+	for _, u := range byKind["Role"] {
+		var r rbacv1.Role
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Namespace != controllerNamespace {
+			continue
+		}
+		for _, rule := range r.Rules {
+			if slices.Contains(rule.Resources, "secrets") && len(rule.ResourceNames) == 0 {
+				t.Errorf("Role %s/%s grants every Secret of %s: %v", r.Namespace, r.Name, controllerNamespace, rule.Verbs)
+			}
+		}
+	}
+
+	// Onboarding a datacenter binds the controller there, and only there.
+	var bound bool
+	for _, u := range renderManifests(t, filepath.Join("artifacts", "datacenter")) {
+		if u.GetKind() != "RoleBinding" {
+			continue
+		}
+		var rb rbacv1.RoleBinding
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &rb); err != nil {
+			t.Fatal(err)
+		}
+		if rb.RoleRef.Name == dcsim.ControllerDatacenterRole && rb.Namespace == "dc-east" &&
+			slices.Contains(rb.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: controllerServiceAccount, Namespace: controllerNamespace}) {
+			bound = true
+		}
+	}
+	if !bound {
+		t.Errorf("artifacts/datacenter does not bind %s to stargate-controller in its namespace", dcsim.ControllerDatacenterRole)
 	}
 }
