@@ -145,7 +145,7 @@ func TestRepaveUnreachableWritesOncePerStep(t *testing.T) {
 
 func newRepave(t *testing.T, r *Reconciler, kube client.Client) *repave {
 	t.Helper()
-	p := &repave{r: r, op: getOp(t, kube), opName: "op", log: ctrl.Log, redact: newRedactor(), resumedSteps: map[string]bool{}, startedHere: map[string]bool{}}
+	p := &repave{opRun: newOpRun(r, getOp(t, kube), ctrl.Log)}
 	if err := p.resolve(context.Background()); err != nil {
 		t.Fatal(err)
 	}

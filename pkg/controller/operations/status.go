@@ -1,0 +1,193 @@
+package operations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
+	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/bootstrap"
+	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
+)
+
+// stepName. It deletes the bootstrap token and updates the Server.
+func (p *repave) finish(ctx context.Context, stepName string, err error) error {
+	began := time.Now()
+	defer func() { p.finishTime = time.Since(began) }()
+	now := metav1.Now()
+	p.op.Status.CompletionTime = &now
+	cond := metav1.Condition{Type: stargate.ConditionSucceeded, ObservedGeneration: p.op.Generation}
+	if err == nil {
+		p.op.Status.Phase = v1.OperationSucceeded
+		p.op.Status.Message = fmt.Sprintf("server %s is Node %s, Ready", p.server.Name, p.nodeName())
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, ReasonSucceeded, p.op.Status.Message
+	} else {
+		reason := ReasonInternal
+		var f *failure
+		if errors.As(err, &f) {
+			reason = f.reason
+		}
+		msg := p.redact.String(err.Error())
+		if stepName != "" {
+			s := p.findStep(stepName)
+			s.State, s.CompletionTime, s.Message = v1.StepFailed, &now, msg
+			if s.StartTime == nil {
+				s.StartTime = &now
+			}
+			msg = stepName + " failed: " + msg
+		}
+		p.op.Status.Phase = v1.OperationFailed
+		p.op.Status.Message = msg
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, msg
+	}
+	meta.SetStatusCondition(&p.op.Status.Conditions, cond)
+	// The token goes and the Server gets the result at the same time, both
+	// before the Operation ends: who sees it ended sees the Server's
+	// status too, and a token that cannot be deleted keeps the Operation
+	// active, so it is not forgotten.
+	var serverErr error
+	var wg sync.WaitGroup
+	if p.server != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serverErr = p.setServerResult(ctx, cond)
+		}()
+	}
+	tokenErr := p.deleteTokens(ctx)
+	wg.Wait()
+	if serverErr != nil {
+		p.log.Error(serverErr, "update Server status")
+	}
+	if tokenErr != nil {
+		return tokenErr
+	}
+	if err := p.updateStatus(ctx); err != nil {
+		return err
+	}
+	if err == nil {
+		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", "Repave", "%s", cond.Message)
+		if p.server != nil {
+			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, "Repaved", "Repave", "Operation %s: %s", p.op.Name, cond.Message)
+		}
+		p.log.Info("repave succeeded")
+	} else {
+		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeWarning, cond.Reason, "Repave", "%s", cond.Message)
+		if p.server != nil {
+			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeWarning, "RepaveFailed", "Repave", "Operation %s: %s", p.op.Name, cond.Message)
+		}
+		p.log.Info("repave failed", "reason", cond.Reason, "message", cond.Message)
+	}
+	return nil
+}
+
+func (p *repave) deleteTokens(ctx context.Context) error {
+	switch {
+	case p.tokenOnly:
+		// Made by this run, which would have found any earlier one.
+		if err := p.r.Client.Delete(ctx, p.token); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete bootstrap token Secret %s: %w", p.token.Name, err)
+		}
+		return nil
+	case p.stepState(StepToken) == v1.StepPending:
+		// The step never started: no run made a token.
+		return nil
+	}
+	var list corev1.SecretList
+	if err := p.r.APIReader.List(ctx, &list, client.InNamespace(bootstrap.TokenNamespace),
+		client.MatchingLabels{bootstrap.LabelOperation: string(p.op.UID)}); err != nil {
+		return fmt.Errorf("list bootstrap tokens: %w", err)
+	}
+	for i := range list.Items {
+		if err := p.r.Client.Delete(ctx, &list.Items[i]); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete bootstrap token Secret %s: %w", list.Items[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// updateServer changes the Server's status and returns it as written (nil
+// when the Server was replaced). The first try starts from base when given
+// (a copy read or written a moment ago), the others from a fresh read. It
+// leaves p.server as it is: steps read it while this runs in the
+// background.
+func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(s *v1.Server)) (*v1.Server, error) {
+	key, uid := client.ObjectKeyFromObject(p.server), p.server.UID
+	var written *v1.Server
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := &v1.Server{}
+		if base != nil {
+			base.DeepCopyInto(s)
+			base = nil
+		} else if err := p.r.APIReader.Get(ctx, key, s); err != nil {
+			return err
+		}
+		if s.UID != uid {
+			return nil
+		}
+		mutate(s)
+		if err := p.r.Client.Status().Update(ctx, s); err != nil {
+			return err
+		}
+		written = s
+		return nil
+	})
+	return written, err
+}
+
+// waitServer waits for the Server's Provisioning status to be written.
+func (p *repave) waitServer() {
+	if p.serverDone != nil {
+		<-p.serverDone
+	}
+}
+
+func (p *repave) setServerProvisioning(ctx context.Context) error {
+	var err error
+	p.serverWritten, err = p.updateServer(ctx, p.server, func(s *v1.Server) {
+		s.Status.Phase = v1.ServerProvisioning
+		s.Status.LastOperation = p.opName
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
+			Reason: ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
+		serverstatus.SetReadySummary(s)
+	})
+	return err
+}
+
+// setServerResult writes the result into the Server's status, starting
+// from the Server as the Provisioning write left it (a conflict, e.g. with
+// the node health or routes controllers, reads it again).
+func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) error {
+	p.waitServer()
+	_, err := p.updateServer(ctx, p.serverWritten, func(s *v1.Server) {
+		if s.Status.LastOperation != "" && s.Status.LastOperation != p.opName {
+			return // a newer Operation owns the status now
+		}
+		s.Status.LastOperation = p.opName
+		s.Status.ObservedGeneration = s.Generation
+		if opCond.Status == metav1.ConditionTrue {
+			s.Status.Phase = v1.ServerReady
+			s.Status.NodeName = p.nodeName()
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionTrue,
+				Reason: ReasonSucceeded, Message: "repaved by Operation " + p.opName, ObservedGeneration: s.Generation})
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionNodeReady, Status: metav1.ConditionTrue,
+				Reason: ReasonNodeReady, Message: "Node " + p.nodeName() + " is Ready", ObservedGeneration: s.Generation})
+		} else {
+			s.Status.Phase = v1.ServerFailed
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
+				Reason: opCond.Reason, Message: "Operation " + p.opName + ": " + opCond.Message, ObservedGeneration: s.Generation})
+		}
+		serverstatus.SetReadySummary(s)
+	})
+	return err
+}
