@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -64,22 +65,44 @@ func (a *SSHAdvertiser) Advertise(ctx context.Context, routerIP string, routes [
 	return nil
 }
 
-// config finds the credentials for the router from a Server behind it.
+// config finds the credentials for the router: only those of a Datacenter
+// that declares it (spec.router.ip), taken from a Server of that
+// Datacenter's namespace which names the router, and that Server's profile
+// and Secret in the same namespace. A Server elsewhere naming the same
+// router (any namespace can create one) lends nothing: its Secret could
+// hold a key and known_hosts of the attacker's choosing.
 func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Config, error) {
-	var servers v1alpha1.ServerList
-	if err := a.Client.List(ctx, &servers); err != nil {
-		return sshexec.Config{}, fmt.Errorf("list Servers: %w", err)
+	var dcs v1alpha1.DatacenterList
+	if err := a.Client.List(ctx, &dcs); err != nil {
+		return sshexec.Config{}, fmt.Errorf("list Datacenters: %w", err)
+	}
+	declaring := declaringRouter(dcs.Items, routerIP)
+	if len(declaring) == 0 {
+		return sshexec.Config{}, fmt.Errorf("no Datacenter declares router %s (spec.router.ip): no SSH credentials may be used for it", routerIP)
 	}
 	var srv *v1alpha1.Server
-	for i := range servers.Items {
-		s := &servers.Items[i]
-		if s.Spec.RouterIP == routerIP && s.Spec.ProvisioningProfileRef != nil {
-			srv = s
+	var names []string
+	for _, dc := range declaring {
+		names = append(names, dc.Name)
+		var servers v1alpha1.ServerList
+		if err := a.Client.List(ctx, &servers, client.InNamespace(dc.Spec.Namespace)); err != nil {
+			return sshexec.Config{}, fmt.Errorf("list Servers of Datacenter %s (namespace %s): %w", dc.Name, dc.Spec.Namespace, err)
+		}
+		sort.Slice(servers.Items, func(i, j int) bool { return servers.Items[i].Name < servers.Items[j].Name })
+		for i := range servers.Items {
+			s := &servers.Items[i]
+			if s.Namespace == dc.Spec.Namespace && s.Spec.RouterIP == routerIP && s.Spec.ProvisioningProfileRef != nil {
+				srv = s
+				break
+			}
+		}
+		if srv != nil {
 			break
 		}
 	}
 	if srv == nil {
-		return sshexec.Config{}, fmt.Errorf("no Server with a profile names router %s: no SSH credentials for it", routerIP)
+		return sshexec.Config{}, fmt.Errorf("router %s is declared by Datacenter %s, but no Server of its namespace with a provisioning profile names it: no SSH credentials for it",
+			routerIP, strings.Join(names, ", "))
 	}
 	var prof v1alpha1.ProvisioningProfile
 	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: srv.Namespace, Name: srv.Spec.ProvisioningProfileRef.Name}, &prof); err != nil {
@@ -111,4 +134,27 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 		Dial:     a.Dial,
 		Attempts: 2,
 	}, nil
+}
+
+// declaringRouter returns the Datacenters whose spec.router.ip is ip: live
+// ones first (oldest first), then those being deleted, whose routes are
+// still withdrawn with their credentials.
+func declaringRouter(dcs []v1alpha1.Datacenter, ip string) []*v1alpha1.Datacenter {
+	var out []*v1alpha1.Datacenter
+	for i := range dcs {
+		if dcs[i].Spec.Router.IP == ip && dcs[i].Spec.Namespace != "" {
+			out = append(out, &dcs[i])
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.DeletionTimestamp.IsZero() != b.DeletionTimestamp.IsZero() {
+			return a.DeletionTimestamp.IsZero()
+		}
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	})
+	return out
 }

@@ -109,6 +109,7 @@ func TestSSHAdvertiserRunsTailscaleSetOnTheRouter(t *testing.T) {
 
 	const routerIP = "100.64.1.1"
 	knownHosts := routerIP + " " + string(ssh.MarshalAuthorizedKey(router.hostKey))
+	dc := &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc"}, Spec: v1alpha1.DatacenterSpec{Namespace: "dc", WorkerSubnet: "10.50.1.0/24", Router: v1alpha1.DatacenterRouter{IP: routerIP}}}
 	objs := []client.Object{
 		&v1alpha1.Server{ObjectMeta: metav1.ObjectMeta{Name: "w1", Namespace: "dc"}, Spec: v1alpha1.ServerSpec{
 			Hostname: "w1", IPAddress: "10.50.1.10", RouterIP: routerIP, ProvisioningProfileRef: &v1alpha1.LocalObjectReference{Name: "default"}}},
@@ -117,7 +118,7 @@ func TestSSHAdvertiserRunsTailscaleSetOnTheRouter(t *testing.T) {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ssh", Namespace: "dc"}, Type: corev1.SecretTypeSSHAuth,
 			Data: map[string][]byte{corev1.SSHAuthPrivateKey: pem.EncodeToMemory(block), "known_hosts": []byte(knownHosts)}},
 	}
-	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(objs...).Build()
+	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(append(objs, dc)...).Build()
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if addr != routerIP+":22" {
 			t.Errorf("dialled %s, want %s:22", addr, routerIP)
@@ -134,7 +135,7 @@ func TestSSHAdvertiserRunsTailscaleSetOnTheRouter(t *testing.T) {
 	}
 
 	// A router presenting a key the known_hosts does not list is refused.
-	kube2 := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(objs[0], objs[1], &corev1.Secret{
+	kube2 := fake.NewClientBuilder().WithScheme(manager.Scheme).WithObjects(dc, objs[0], objs[1], &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "ssh", Namespace: "dc"}, Type: corev1.SecretTypeSSHAuth,
 		Data: map[string][]byte{corev1.SSHAuthPrivateKey: pem.EncodeToMemory(block), "known_hosts": []byte(strings.Replace(knownHosts, routerIP, "100.64.9.9", 1))}}).Build()
 	a.Client = kube2
