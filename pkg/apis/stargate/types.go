@@ -70,6 +70,42 @@ type DatacenterStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// tailscale records, per tailnet device, the subnet routes Stargate
+	// enabled through the Tailscale API or made the router advertise for
+	// this datacenter. It is written before the call that enables or
+	// advertises a route, so a crash cannot lose it, and a route leaves
+	// it only once withdrawn. Stargate withdraws only routes recorded
+	// here (in any Datacenter): a route someone else enabled, even inside
+	// the pod pool, is never touched. While a record is not empty the
+	// Datacenter keeps the stargate.io/routes finalizer.
+	// +optional
+	// +listType=map
+	// +listMapKey=tailnetIP
+	Tailscale []TailscaleRouteRecord `json:"tailscale,omitempty"`
+}
+
+// TailscaleRouteRecord is what Stargate did on one tailnet device for a
+// datacenter.
+type TailscaleRouteRecord struct {
+	// tailnetIP is the device's tailnet address: the datacenter's router,
+	// or the AKS router.
+	// +required
+	TailnetIP string `json:"tailnetIP"`
+	// deviceID is the node ID of the device the routes were enabled on.
+	// A device that now has the address under another ID is another
+	// device: routes enabled on it are not Stargate's.
+	// +optional
+	DeviceID string `json:"deviceID,omitempty"`
+	// enabled are the routes (canonical CIDRs) Stargate enabled on the
+	// device that were not enabled before.
+	// +optional
+	// +listType=set
+	Enabled []string `json:"enabled,omitempty"`
+	// advertised are the routes Stargate made the router advertise that
+	// it did not advertise before (datacenter routers only).
+	// +optional
+	// +listType=set
+	Advertised []string `json:"advertised,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -55,6 +55,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ServerRoutes{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_ServerRoutes(ref),
 		v1alpha1.ServerSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref),
 		v1alpha1.ServerStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref),
+		v1alpha1.TailscaleRouteRecord{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_TailscaleRouteRecord(ref),
 		v1alpha1.Taint{}.OpenAPIModelName():                   schema_pkg_apis_stargate_v1alpha1_Taint(ref),
 		resource.Quantity{}.OpenAPIModelName():                schema_apimachinery_pkg_api_resource_Quantity(ref),
 		v1.APIGroup{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_APIGroup(ref),
@@ -358,11 +359,32 @@ func schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref common.ReferenceCall
 							},
 						},
 					},
+					"tailscale": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"tailnetIP",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "tailscale records, per tailnet device, the subnet routes Stargate enabled through the Tailscale API or made the router advertise for this datacenter. It is written before the call that enables or advertises a route, so a crash cannot lose it, and a route leaves it only once withdrawn. Stargate withdraws only routes recorded here (in any Datacenter): a route someone else enabled, even inside the pod pool, is never touched. While a record is not empty the Datacenter keeps the stargate.io/routes finalizer.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.TailscaleRouteRecord{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1.Condition{}.OpenAPIModelName()},
+			v1alpha1.TailscaleRouteRecord{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
 	}
 }
 
@@ -1336,6 +1358,73 @@ func schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref common.ReferenceCallback
 		},
 		Dependencies: []string{
 			v1alpha1.RouteLayerStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_TailscaleRouteRecord(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TailscaleRouteRecord is what Stargate did on one tailnet device for a datacenter.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"tailnetIP": {
+						SchemaProps: spec.SchemaProps{
+							Description: "tailnetIP is the device's tailnet address: the datacenter's router, or the AKS router.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"deviceID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "deviceID is the node ID of the device the routes were enabled on. A device that now has the address under another ID is another device: routes enabled on it are not Stargate's.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"enabled": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "enabled are the routes (canonical CIDRs) Stargate enabled on the device that were not enabled before.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"advertised": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "advertised are the routes Stargate made the router advertise that it did not advertise before (datacenter routers only).",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"tailnetIP"},
+			},
+		},
 	}
 }
 

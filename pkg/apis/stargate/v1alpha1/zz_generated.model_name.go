@@ -132,6 +132,11 @@ func (in ServerStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TailscaleRouteRecord) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.TailscaleRouteRecord"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Taint) OpenAPIModelName() string {
 	return "io.stargate.v1alpha1.Taint"
 }

@@ -40,6 +40,7 @@ func ValidateDatacenterStatusUpdate(d, old *stargate.Datacenter) field.ErrorList
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("observedGeneration"), d.Status.ObservedGeneration, "must not be negative"))
 	}
 	allErrs = append(allErrs, validateConditions(d.Status.Conditions, fldPath.Child("conditions"))...)
+	allErrs = append(allErrs, validateDatacenterTailscaleStatus(d.Status.Tailscale, fldPath.Child("tailscale"))...)
 	return allErrs
 }
 

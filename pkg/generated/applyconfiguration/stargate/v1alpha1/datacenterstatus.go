@@ -31,6 +31,15 @@ type DatacenterStatusApplyConfiguration struct {
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
 	// conditions: Ready says whether the datacenter's network is usable.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
+	// tailscale records, per tailnet device, the subnet routes Stargate
+	// enabled through the Tailscale API or made the router advertise for
+	// this datacenter. It is written before the call that enables or
+	// advertises a route, so a crash cannot lose it, and a route leaves
+	// it only once withdrawn. Stargate withdraws only routes recorded
+	// here (in any Datacenter): a route someone else enabled, even inside
+	// the pod pool, is never touched. While a record is not empty the
+	// Datacenter keeps the stargate.io/routes finalizer.
+	Tailscale []TailscaleRouteRecordApplyConfiguration `json:"tailscale,omitempty"`
 }
 
 // DatacenterStatusApplyConfiguration constructs a declarative configuration of the DatacenterStatus type for use with
@@ -56,6 +65,19 @@ func (b *DatacenterStatusApplyConfiguration) WithConditions(values ...*v1.Condit
 			panic("nil value passed to WithConditions")
 		}
 		b.Conditions = append(b.Conditions, *values[i])
+	}
+	return b
+}
+
+// WithTailscale adds the given value to the Tailscale field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Tailscale field.
+func (b *DatacenterStatusApplyConfiguration) WithTailscale(values ...*TailscaleRouteRecordApplyConfiguration) *DatacenterStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithTailscale")
+		}
+		b.Tailscale = append(b.Tailscale, *values[i])
 	}
 	return b
 }
