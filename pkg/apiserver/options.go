@@ -55,6 +55,9 @@ type Options struct {
 	// NodeAgent names the ServiceAccounts the NodeAgentRestriction
 	// admission plugin restricts.
 	NodeAgent *agentrestriction.Options
+	// Networks are the cluster's networks the DatacenterNetwork admission
+	// plugin keeps datacenters out of.
+	Networks *datacenternetwork.Options
 
 	components basecompatibility.ComponentGlobalsRegistry
 	stdout     io.Writer
@@ -71,6 +74,7 @@ func NewOptions(stdout io.Writer) *Options {
 		Logs:       logs.NewOptions(),
 		DataDir:    "/var/lib/stargate-apiserver",
 		NodeAgent:  agentrestriction.NewOptions(),
+		Networks:   datacenternetwork.NewOptions(),
 		components: compatibility.DefaultComponentGlobalsRegistry,
 		stdout:     stdout,
 	}
@@ -95,7 +99,7 @@ func NewOptions(stdout io.Writer) *Options {
 	// ready". It stays available through --enable-admission-plugins.
 	o.RecommendedOptions.Admission.DefaultOffPlugins.Insert(mutating.PluginName)
 	agentrestriction.Register(o.RecommendedOptions.Admission.Plugins, o.NodeAgent)
-	datacenternetwork.Register(o.RecommendedOptions.Admission.Plugins)
+	datacenternetwork.Register(o.RecommendedOptions.Admission.Plugins, o.Networks)
 	o.RecommendedOptions.Admission.RecommendedPluginOrder = append(o.RecommendedOptions.Admission.RecommendedPluginOrder,
 		agentrestriction.PluginName, datacenternetwork.PluginName)
 	// The generic initializers give plugins informers on the
@@ -148,6 +152,7 @@ delegated to the kube-apiserver.`,
 		"Extra DNS names for the self-signed serving certificate made when no --tls-cert-file is given.")
 	stargate.StringSliceVar(&o.NodeAgent.ServiceAccounts, "node-agent-service-accounts", o.NodeAgent.ServiceAccounts,
 		"ServiceAccounts (namespace:name) of stargate-nodeagent. The NodeAgentRestriction admission plugin lets them write only the node-layer status of the Server of the node their bound token names.")
+	o.Networks.AddFlags(stargate)
 
 	_, _ = o.components.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
@@ -195,6 +200,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.ServerRun.Validate()...)
 	errs = append(errs, o.components.Validate()...)
 	errs = append(errs, o.NodeAgent.Validate()...)
+	errs = append(errs, o.Networks.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 

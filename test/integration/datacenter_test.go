@@ -283,3 +283,105 @@ func TestDatacenterValidationRejectsInvalidInput(t *testing.T) {
 		mustFail(t, r, `spec.namespace: Invalid value: "dc-elsewhere": field is immutable`)
 	})
 }
+
+// createDatacenterFails creates d as the admin and expects the refusal to
+// say each of want; a Datacenter that was admitted after all is deleted.
+func createDatacenterFails(t *testing.T, d *v1alpha1.Datacenter, want ...string) {
+	t.Helper()
+	r := world.Kubectl.RunWithInput(testContext(t), toJSON(t, d), "create", "-f", "-")
+	if r.Err == nil {
+		world.Kubectl.Run(testContext(t), "delete", "datacenter", d.Name)
+	}
+	mustFail(t, r, want...)
+}
+
+// An admin's mistake (or a stolen datacenter-admin binding) declares a
+// datacenter inside the AKS VNet: Stargate would then route the VNet's
+// addresses to the DC router, hijacking AKS nodes' traffic. stargate-
+// apiserver knows the VNet (--cloud-network-cidr, 10.224.0.0/12 by
+// default) and refuses it, naming the field, the value and the VNet; so
+// for the Service range and the pod pool, and for a router in them.
+func TestDatacenterOverlappingAKSVNetIsRejected(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*v1alpha1.Datacenter)
+		want   string
+	}{
+		{"worker subnet in the AKS VNet", func(d *v1alpha1.Datacenter) {
+			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.224.8.0/24", "10.224.8.1"
+		}, `spec.workerSubnet: Invalid value: "10.224.8.0/24": overlaps the cloud network 10.224.0.0/12 (the AKS VNet)`},
+		{"worker subnet holding the AKS VNet", func(d *v1alpha1.Datacenter) {
+			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.192.0.0/10", "10.192.0.1"
+		}, `spec.workerSubnet: Invalid value: "10.192.0.0/10": overlaps the cloud network 10.224.0.0/12`},
+		{"worker subnet in the Service range", func(d *v1alpha1.Datacenter) {
+			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.0.0.0/24", "10.0.0.2"
+		}, `spec.workerSubnet: Invalid value: "10.0.0.0/24": overlaps the Service range 10.0.0.0/16`},
+		{"worker subnet in the pod pool", func(d *v1alpha1.Datacenter) {
+			d.Spec.WorkerSubnet, d.Spec.AgentGateway, d.Spec.PodCIDRBlock = "10.244.9.0/24", "10.244.9.1", ""
+		}, `spec.workerSubnet: Invalid value: "10.244.9.0/24": overlaps the pod CIDR pool 10.244.0.0/16`},
+		{"router in the AKS VNet", func(d *v1alpha1.Datacenter) { d.Spec.Router.IP = "10.224.0.4" },
+			`spec.router.ip: Invalid value: "10.224.0.4": must not lie in the cloud network 10.224.0.0/12`},
+		{"pod CIDR block outside the pod pool", func(d *v1alpha1.Datacenter) { d.Spec.PodCIDRBlock = "10.225.0.0/20" },
+			`spec.podCIDRBlock: Invalid value: "10.225.0.0/20": must lie inside the pod CIDR pool 10.244.0.0/16`},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := fmt.Sprintf("dc-it-vnet-%d", i)
+			bad := newDatacenter(ns, ns, "10.69.1")
+			tc.mutate(bad)
+			createDatacenterFails(t, bad, tc.want)
+		})
+	}
+
+	// Moving a declared datacenter into the VNet is refused the same way.
+	d := makeDatacenter(t, "dc-it-vnet-move", "10.69.2")
+	r := world.Kubectl.Run(testContext(t), "patch", "datacenter", d.Name, "--type=merge", "-p",
+		`{"spec":{"workerSubnet":"10.230.0.0/24","agentGateway":"10.230.0.1"}}`)
+	mustFail(t, r, `spec.workerSubnet: Invalid value: "10.230.0.0/24": overlaps the cloud network 10.224.0.0/12`)
+}
+
+// Two datacenters cannot claim the same worker subnet (nor overlapping
+// ones): Stargate would route one datacenter's addresses to the other's
+// router, and a Server of one could take an address of the other.
+func TestTwoDatacentersCannotShareASubnet(t *testing.T) {
+	first := makeDatacenter(t, "dc-it-share-a", "10.70.1")
+	same := newDatacenter("dc-it-share-b", "dc-it-share-b", "10.70.1")
+	createDatacenterFails(t, same, fmt.Sprintf(`spec.workerSubnet: Invalid value: "10.70.1.0/24": overlaps the worker subnet 10.70.1.0/24 of Datacenter %s`, first.Name))
+
+	wider := newDatacenter("dc-it-share-c", "dc-it-share-c", "10.70.1")
+	wider.Spec.WorkerSubnet, wider.Spec.AgentGateway = "10.70.0.0/16", "10.70.2.1"
+	createDatacenterFails(t, wider, fmt.Sprintf(`spec.workerSubnet: Invalid value: "10.70.0.0/16": overlaps the worker subnet 10.70.1.0/24 of Datacenter %s`, first.Name))
+
+	// A datacenter of its own subnet is fine, but cannot move onto the
+	// first one's.
+	second := makeDatacenter(t, "dc-it-share-d", "10.70.2")
+	r := world.Kubectl.Run(testContext(t), "patch", "datacenter", second.Name, "--type=merge", "-p",
+		`{"spec":{"workerSubnet":"10.70.1.0/24","agentGateway":"10.70.1.1"}}`)
+	mustFail(t, r, fmt.Sprintf(`overlaps the worker subnet 10.70.1.0/24 of Datacenter %s`, first.Name))
+}
+
+// A datacenter operator pins a Server's pod CIDR outside the pod pool,
+// 128.0.0.0/1 say, in a namespace with or without a Datacenter: Stargate
+// would write a UDR and Tailscale route for half the internet to the
+// Server. Refused at admission, naming the field, the value and the pool.
+func TestPinnedPodCIDROutsidePoolIsRejected(t *testing.T) {
+	d := makeDatacenter(t, "dc-it-pin", "10.71.1")
+	for _, ns := range []string{d.Spec.Namespace, "dc-it"} {
+		for _, pin := range []string{"128.0.0.0/1", "10.0.0.0/24", "10.245.0.0/24"} {
+			s := serverIn(ns, "pinned", "10.71.1.20")
+			s.Spec.PodCIDR = pin
+			r := world.Kubectl.RunWithInput(testContext(t), toJSON(t, s), "create", "-f", "-")
+			if r.Err == nil {
+				world.Kubectl.Run(testContext(t), "delete", "server", "-n", ns, s.Name)
+			}
+			mustFail(t, r, fmt.Sprintf(`spec.podCIDR: Invalid value: %q: not inside the pod CIDR pool 10.244.0.0/16`, pin))
+		}
+	}
+	// Inside the pool (and the datacenter's block) it is admitted.
+	s := serverIn(d.Spec.Namespace, "pinned-ok", "10.71.1.21")
+	s.Spec.PodCIDR = "10.244.200.0/24"
+	if r := world.Kubectl.RunWithInput(testContext(t), toJSON(t, s), "create", "-f", "-"); r.Err != nil {
+		t.Fatalf("a pin inside the pool was refused:\n%s", r)
+	}
+	world.Kubectl.Run(testContext(t), "delete", "server", "-n", s.Namespace, s.Name)
+}

@@ -30,9 +30,10 @@ var ciliumNodes = schema.GroupVersionResource{Group: "cilium.io", Version: "v2",
 
 func TestCiliumCRDMissingIsACondition(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
-	createTestDatacenter(t, ctx, "dc-nocrd", 0)
+	// Datacenters may not share a worker subnet: index 3 is no other test's.
+	createTestDatacenter(t, ctx, "dc-nocrd", 3)
 	e := startController(t, 3, func(c *routes.Controller) { c.EnableAzure, c.EnableTailscale = false, false })
-	if _, err := client.StargateV1alpha1().Servers("dc-nocrd").Create(ctx, newServer("dc-nocrd", 0, 1), metav1.CreateOptions{}); err != nil {
+	if _, err := client.StargateV1alpha1().Servers("dc-nocrd").Create(ctx, newServer("dc-nocrd", 3, 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	srv := waitServers(t, ctx, time.Minute, []string{"dc-nocrd"}, func(s *v1alpha1.Server) bool {
@@ -316,11 +317,11 @@ func TestDeleteFreesCIDRAndSurvivesRaceAndThrottling(t *testing.T) {
 
 func TestImpossiblePinIsRejected(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
-	createTestDatacenter(t, ctx, "dc-pin", 0)
+	createTestDatacenter(t, ctx, "dc-pin", 4)
 	startController(t, 3, func(c *routes.Controller) { c.EnableAzure, c.EnableTailscale = false, false })
-	a := newServer("dc-pin", 0, 1)
+	a := newServer("dc-pin", 4, 1)
 	a.Spec.PodCIDR = "10.244.200.0/24"
-	b := newServer("dc-pin", 0, 2)
+	b := newServer("dc-pin", 4, 2)
 	b.Spec.PodCIDR = "10.244.200.0/25"
 	for _, s := range []*v1alpha1.Server{a, b} {
 		if _, err := client.StargateV1alpha1().Servers("dc-pin").Create(ctx, s, metav1.CreateOptions{}); err != nil {

@@ -4,7 +4,12 @@
 // in a namespace that a Datacenter names must have its address in the
 // datacenter's worker subnet, name the datacenter's router, and pin a pod
 // CIDR only inside the datacenter's pod CIDR block. It also keeps a
-// namespace to one Datacenter.
+// namespace to one Datacenter, and datacenters out of the cluster's own
+// networks (see Options): a Datacenter's worker subnet overlaps neither the
+// pod CIDR pool, the Service range, the cloud networks (the AKS VNet) nor
+// another Datacenter's network; its router is in none of them; its pod
+// CIDR block lies inside the pool; and any Server's pinned pod CIDR lies
+// inside the pool.
 //
 // Servers in a namespace no Datacenter names are admitted: stargate-
 // controller ignores them and says so in their status.
@@ -40,10 +45,17 @@ const PluginName = "DatacenterNetwork"
 // namespaceIndex indexes Datacenters by spec.namespace.
 const namespaceIndex = "spec.namespace"
 
-// Register adds the plugin to plugins.
-func Register(plugins *admission.Plugins) {
+// Register adds the plugin to plugins; opts are read when the plugin is
+// made, after the flags are parsed.
+func Register(plugins *admission.Plugins, opts *Options) {
 	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
-		return New(), nil
+		nets, err := opts.Networks()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", PluginName, err)
+		}
+		p := New()
+		p.networks = nets
+		return p, nil
 	})
 }
 
@@ -54,6 +66,8 @@ type Plugin struct {
 	// datacenters is the informer's store, indexed by namespaceIndex.
 	datacenters cache.Indexer
 	initErr     error
+	// networks are the cluster's own networks.
+	networks validation.ClusterNetworks
 }
 
 var (
@@ -107,8 +121,7 @@ var (
 	datacentersResource = stargate.Resource("datacenters")
 )
 
-// Validate checks the create or spec update of a Server, and the create of
-// a Datacenter. Status updates, other subresources (servers/repave creates
+// Validate checks the create or spec update of a Server or a Datacenter. Status updates, other subresources (servers/repave creates
 // an Operation, not a Server) and other resources pass.
 func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
 	if a.GetSubresource() != "" {
@@ -121,9 +134,6 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 		}
 		return p.validateServer(a)
 	case datacentersResource:
-		if a.GetOperation() != admission.Create {
-			return nil // spec.namespace is immutable
-		}
 		if err := p.ready(a); err != nil {
 			return err
 		}
@@ -152,18 +162,19 @@ func (p *Plugin) validateServer(a admission.Attributes) error {
 		}
 		oldSpec = &old.Spec
 	}
+	errs := validation.ValidateServerNetworks(&s.Spec, oldSpec, p.networks)
 	dc, err := p.datacenterOf(a.GetNamespace())
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if dc == nil {
-		return nil
+	if dc != nil {
+		var spec stargate.DatacenterSpec
+		if err := v1alpha1.Convert_v1alpha1_DatacenterSpec_To_stargate_DatacenterSpec(&dc.Spec, &spec, nil); err != nil {
+			return apierrors.NewInternalError(fmt.Errorf("convert Datacenter %s: %w", dc.Name, err))
+		}
+		errs = append(errs, validation.ValidateServerInDatacenter(&s.Spec, oldSpec, dc.Name, &spec)...)
 	}
-	var spec stargate.DatacenterSpec
-	if err := v1alpha1.Convert_v1alpha1_DatacenterSpec_To_stargate_DatacenterSpec(&dc.Spec, &spec, nil); err != nil {
-		return apierrors.NewInternalError(fmt.Errorf("convert Datacenter %s: %w", dc.Name, err))
-	}
-	if errs := validation.ValidateServerInDatacenter(&s.Spec, oldSpec, dc.Name, &spec); len(errs) > 0 {
+	if len(errs) > 0 {
 		return apierrors.NewInvalid(a.GetKind().GroupKind(), s.Name, errs)
 	}
 	return nil
@@ -174,17 +185,53 @@ func (p *Plugin) validateDatacenter(a admission.Attributes) error {
 	if !ok {
 		return apierrors.NewBadRequest(fmt.Sprintf("unexpected object %T for datacenters", a.GetObject()))
 	}
-	holder, err := p.datacenterOf(d.Spec.Namespace)
+	var oldSpec *stargate.DatacenterSpec
+	if a.GetOperation() == admission.Update {
+		old, ok := a.GetOldObject().(*stargate.Datacenter)
+		if !ok {
+			return apierrors.NewBadRequest(fmt.Sprintf("unexpected old object %T for datacenters", a.GetOldObject()))
+		}
+		oldSpec = &old.Spec
+	}
+	var errs field.ErrorList
+	if oldSpec == nil { // spec.namespace is immutable
+		holder, err := p.datacenterOf(d.Spec.Namespace)
+		if err != nil {
+			return apierrors.NewInternalError(err)
+		}
+		if holder != nil && holder.Name != d.Name {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "namespace"), d.Spec.Namespace,
+				fmt.Sprintf("namespace %s is already the datacenter of Datacenter %s; a namespace has one Datacenter", d.Spec.Namespace, holder.Name)))
+		}
+	}
+	others, err := p.otherDatacenters(d.Name)
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if holder != nil && holder.Name != d.Name {
-		return apierrors.NewInvalid(a.GetKind().GroupKind(), d.Name, field.ErrorList{
-			field.Invalid(field.NewPath("spec", "namespace"), d.Spec.Namespace,
-				fmt.Sprintf("namespace %s is already the datacenter of Datacenter %s; a namespace has one Datacenter", d.Spec.Namespace, holder.Name)),
-		})
+	errs = append(errs, validation.ValidateDatacenterNetworks(&d.Spec, oldSpec, p.networks, others)...)
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(a.GetKind().GroupKind(), d.Name, errs)
 	}
 	return nil
+}
+
+// otherDatacenters are the Datacenters other than name, converted for
+// validation.
+func (p *Plugin) otherDatacenters(name string) ([]validation.NamedDatacenter, error) {
+	var out []validation.NamedDatacenter
+	for _, o := range p.datacenters.List() {
+		d, ok := o.(*v1alpha1.Datacenter)
+		if !ok || d.Name == name {
+			continue
+		}
+		var spec stargate.DatacenterSpec
+		if err := v1alpha1.Convert_v1alpha1_DatacenterSpec_To_stargate_DatacenterSpec(&d.Spec, &spec, nil); err != nil {
+			return nil, fmt.Errorf("convert Datacenter %s: %w", d.Name, err)
+		}
+		out = append(out, validation.NamedDatacenter{Name: d.Name, Spec: &spec})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // datacenterOf is the Datacenter naming namespace ns, nil when there is

@@ -164,3 +164,53 @@ func TestInformerFactory(t *testing.T) {
 		t.Fatalf("got %v, want the server refused for its address", err)
 	}
 }
+
+// The cluster's networks from the flags' defaults keep Datacenters and
+// pinned pod CIDRs out of the pod pool, the Service range and the AKS
+// VNet, and Datacenters out of each other's subnets.
+func TestValidateClusterNetworks(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	p := newPlugin(t, datacenter("dc-east", "dc-east", t0))
+	nets, err := NewOptions().Networks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.networks = nets
+	dc := func(name, subnet, gw string) *stargate.Datacenter {
+		return &stargate.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: stargate.DatacenterSpec{
+			Namespace: name, WorkerSubnet: subnet, AgentGateway: gw, Router: stargate.DatacenterRouter{IP: "100.64.0.2"}}}
+	}
+	update := func(obj, old *stargate.Datacenter) admission.Attributes {
+		return admission.NewAttributesRecord(obj, old, stargate.Kind("Datacenter").WithVersion(""), "", obj.Name,
+			stargate.Resource("datacenters").WithVersion(""), "", admission.Update, nil, false, operator)
+	}
+	pinned := server("dc-west", "10.9.9.9")
+	pinned.Spec.PodCIDR = "128.0.0.0/1"
+	tests := []struct {
+		name    string
+		a       admission.Attributes
+		wantErr string
+	}{
+		{"a datacenter of its own", datacenterAttrs(dc("dc-west", "10.50.2.0/24", "10.50.2.1")), ""},
+		{"a datacenter in the AKS VNet", datacenterAttrs(dc("dc-west", "10.224.1.0/24", "10.224.1.1")),
+			`spec.workerSubnet: Invalid value: "10.224.1.0/24": overlaps the cloud network 10.224.0.0/12`},
+		{"a datacenter on another's subnet", datacenterAttrs(dc("dc-west", "10.50.1.0/24", "10.50.1.1")),
+			`spec.workerSubnet: Invalid value: "10.50.1.0/24": overlaps the worker subnet 10.50.1.0/24 of Datacenter dc-east`},
+		{"moving a datacenter into the Service range", update(dc("dc-west", "10.0.7.0/24", "10.0.7.1"), dc("dc-west", "10.50.2.0/24", "10.50.2.1")),
+			`spec.workerSubnet: Invalid value: "10.0.7.0/24": overlaps the Service range 10.0.0.0/16`},
+		{"relabelling a datacenter declared before the flags", update(dc("dc-west", "10.0.7.0/24", "10.0.7.1"), dc("dc-west", "10.0.7.0/24", "10.0.7.1")), ""},
+		{"a server pinning a pod CIDR outside the pool", serverAttrs(pinned, nil, ""),
+			`spec.podCIDR: Invalid value: "128.0.0.0/1": not inside the pod CIDR pool 10.244.0.0/16`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := p.Validate(context.Background(), tc.a, nil)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("denied: %v", err)
+			case tc.wantErr != "" && (err == nil || !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want 422 with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
