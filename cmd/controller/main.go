@@ -14,6 +14,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
 	"github.com/stargate-k8s/stargate/pkg/controller/nodehealth"
 	"github.com/stargate-k8s/stargate/pkg/controller/operations"
+	"github.com/stargate-k8s/stargate/pkg/controller/rollout"
 	"github.com/stargate-k8s/stargate/pkg/controller/routes"
 )
 
@@ -32,6 +33,7 @@ func main() {
 		// The approver keeps serving certificates out of the pod pool.
 		csrapproval.New(&rt.IPAM.Pool),
 		rt,
+		rollout.New(),
 	}
 	for _, c := range controllers {
 		c.AddFlags(fs)

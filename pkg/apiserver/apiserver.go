@@ -22,6 +22,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/registry/stargate/operation"
 	"github.com/stargate-k8s/stargate/pkg/registry/stargate/provisioningprofile"
 	"github.com/stargate-k8s/stargate/pkg/registry/stargate/server"
+	"github.com/stargate-k8s/stargate/pkg/registry/stargate/serverrollout"
 )
 
 var (
@@ -114,15 +115,21 @@ func newStorage(optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, 
 	if err != nil {
 		return nil, fmt.Errorf("servers storage: %w", err)
 	}
+	rollouts, rolloutStatus, err := serverrollout.NewREST(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("serverrollouts storage: %w", err)
+	}
 	return map[string]rest.Storage{
-		"datacenters":          datacenters,
-		"datacenters/status":   datacenterStatus,
-		"servers":              servers.Server,
-		"servers/status":       servers.Status,
-		"servers/repave":       servers.Repave,
-		"servers/routes":       servers.Routes,
-		"provisioningprofiles": profiles,
-		"operations":           operations,
-		"operations/status":    operationStatus,
+		"datacenters":           datacenters,
+		"datacenters/status":    datacenterStatus,
+		"servers":               servers.Server,
+		"servers/status":        servers.Status,
+		"servers/repave":        servers.Repave,
+		"servers/routes":        servers.Routes,
+		"provisioningprofiles":  profiles,
+		"operations":            operations,
+		"operations/status":     operationStatus,
+		"serverrollouts":        rollouts,
+		"serverrollouts/status": rolloutStatus,
 	}, nil
 }

@@ -52,6 +52,16 @@ const (
 	ConditionSucceeded = "Succeeded"
 )
 
+// Condition types on a ServerRollout, as on a Deployment or Job:
+// Progressing while it starts and waits for Operations, then Complete
+// (every Server's Operation succeeded) or Failed (more than maxFailures
+// failed; its message names where the rollout stopped).
+const (
+	ConditionRolloutProgressing = "Progressing"
+	ConditionRolloutComplete    = "Complete"
+	ConditionRolloutFailed      = "Failed"
+)
+
 // ReasonNotChecked is the reason of a route layer that has not been checked yet.
 const ReasonNotChecked = "NotChecked"
 

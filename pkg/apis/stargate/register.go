@@ -34,6 +34,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Server{}, &ServerList{},
 		&ProvisioningProfile{}, &ProvisioningProfileList{},
 		&Operation{}, &OperationList{},
+		&ServerRollout{}, &ServerRolloutList{},
 		&RepaveRequest{},
 		&ServerRoutes{},
 	)

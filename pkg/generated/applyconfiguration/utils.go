@@ -60,6 +60,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &stargatev1alpha1.RouteLayerStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Server"):
 		return &stargatev1alpha1.ServerApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ServerRollout"):
+		return &stargatev1alpha1.ServerRolloutApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ServerRolloutServer"):
+		return &stargatev1alpha1.ServerRolloutServerApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ServerRolloutSpec"):
+		return &stargatev1alpha1.ServerRolloutSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ServerRolloutStatus"):
+		return &stargatev1alpha1.ServerRolloutStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ServerSpec"):
 		return &stargatev1alpha1.ServerSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ServerStatus"):

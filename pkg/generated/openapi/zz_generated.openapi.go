@@ -52,6 +52,11 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.RouteLayerStatus{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RouteLayerStatus(ref),
 		v1alpha1.Server{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_Server(ref),
 		v1alpha1.ServerList{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_ServerList(ref),
+		v1alpha1.ServerRollout{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_ServerRollout(ref),
+		v1alpha1.ServerRolloutList{}.OpenAPIModelName():       schema_pkg_apis_stargate_v1alpha1_ServerRolloutList(ref),
+		v1alpha1.ServerRolloutServer{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_ServerRolloutServer(ref),
+		v1alpha1.ServerRolloutSpec{}.OpenAPIModelName():       schema_pkg_apis_stargate_v1alpha1_ServerRolloutSpec(ref),
+		v1alpha1.ServerRolloutStatus{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_ServerRolloutStatus(ref),
 		v1alpha1.ServerRoutes{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_ServerRoutes(ref),
 		v1alpha1.ServerSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref),
 		v1alpha1.ServerStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_ServerStatus(ref),
@@ -1119,6 +1124,325 @@ func schema_pkg_apis_stargate_v1alpha1_ServerList(ref common.ReferenceCallback) 
 		},
 		Dependencies: []string{
 			v1alpha1.Server{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_ServerRollout(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ServerRollout runs one Operation (a repave or a reboot) on every Server its selector picks in its namespace, a few at a time, the way a MachineDeployment rolls machines: never more than maxUnavailable of the selected Servers unavailable, stopping once more than maxFailures Operations failed. It is a one-shot, like a Job: the Servers are chosen when it starts and recorded in status, each gets one Operation, and a finished rollout stays as the record of what happened.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec says what to run on which Servers, and how many at a time.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.ServerRolloutSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status records the progress.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.ServerRolloutStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ServerRolloutSpec{}.OpenAPIModelName(), v1alpha1.ServerRolloutStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_ServerRolloutList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ServerRolloutList is a list of ServerRollouts.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "items are the ServerRollouts.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.ServerRollout{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ServerRollout{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_ServerRolloutServer(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ServerRolloutServer is one Server of a rollout.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Server.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"state": {
+						SchemaProps: spec.SchemaProps{
+							Description: "state is Waiting, Running, Succeeded or Failed.\n\nPossible enum values:\n - `\"Failed\"` had its Operation fail, or it could not be started.\n - `\"Running\"` has an Operation of the rollout that is not done.\n - `\"Succeeded\"` had its Operation succeed.\n - `\"Waiting\"` has no Operation of the rollout yet.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Failed", "Running", "Succeeded", "Waiting"},
+						},
+					},
+					"operation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "operation names the Operation the rollout started on the Server.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "message says why a Server failed.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "state"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_ServerRolloutSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ServerRolloutSpec says what to run on which Servers, and how many at a time. selector, operation and provisioningProfileRef cannot change once created; maxUnavailable, maxFailures and paused can.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"selector": {
+						SchemaProps: spec.SchemaProps{
+							Description: "selector picks the Servers, in the rollout's namespace. An empty selector picks every Server of the namespace.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.LabelSelector{}.OpenAPIModelName()),
+						},
+					},
+					"operation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "operation is what to run on each Server: Repave (the default) or Reboot.\n\nPossible enum values:\n - `\"Repave\"` wipes a server and provisions it as a node again.",
+							Default:     "Repave",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Repave"},
+						},
+					},
+					"provisioningProfileRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "provisioningProfileRef names the ProvisioningProfile each repave uses (for example the one with the next Kubernetes version); each Server's own profile when empty.",
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+						},
+					},
+					"maxUnavailable": {
+						SchemaProps: spec.SchemaProps{
+							Description: "maxUnavailable is how many of the selected Servers may be unavailable at once (their Operation running, or their Node not Ready), as a number or a percentage of the selected Servers rounded down (but at least 1). Defaults to 1.",
+							Ref:         ref("k8s.io/apimachinery/pkg/util/intstr.IntOrString"),
+						},
+					},
+					"maxFailures": {
+						SchemaProps: spec.SchemaProps{
+							Description: "maxFailures is how many Operations may fail before the rollout stops starting new ones. Defaults to 0: the first failure stops it.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"paused": {
+						SchemaProps: spec.SchemaProps{
+							Description: "paused stops the rollout from starting new Operations; running ones finish.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "reason is why the rollout was asked for; each Operation keeps it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"selector"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1.LabelSelector{}.OpenAPIModelName(), "k8s.io/apimachinery/pkg/util/intstr.IntOrString"},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_ServerRolloutStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ServerRolloutStatus records the progress of a rollout.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the generation of the spec the controller last acted on.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"servers": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "servers are the selected Servers, recorded when the rollout starts, in the order they are taken.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.ServerRolloutServer{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"total": {
+						SchemaProps: spec.SchemaProps{
+							Description: "total is the number of selected Servers.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"succeeded": {
+						SchemaProps: spec.SchemaProps{
+							Description: "succeeded is the number of Servers whose Operation succeeded.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"running": {
+						SchemaProps: spec.SchemaProps{
+							Description: "running is the number of Servers whose Operation is not done.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"failed": {
+						SchemaProps: spec.SchemaProps{
+							Description: "failed is the number of Servers whose Operation failed.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"unavailable": {
+						SchemaProps: spec.SchemaProps{
+							Description: "unavailable is the number of selected Servers unavailable when last checked: an Operation running, or the Node not Ready.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"startTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "startTime is when the rollout started.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"completionTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "completionTime is when the rollout finished, with every Server done or stopped.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Progressing, Complete, Failed.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ServerRolloutServer{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

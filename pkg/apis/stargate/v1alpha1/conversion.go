@@ -17,6 +17,7 @@ var selectableFields = map[string][]string{
 	"Server":              {"spec.hostname", "spec.ipAddress", "spec.routerIP", "status.phase", "status.nodeName"},
 	"Operation":           {"spec.serverRef.name", "spec.operation", "status.phase"},
 	"ProvisioningProfile": nil,
+	"ServerRollout":       nil,
 }
 
 func addFieldLabelConversionFuncs(scheme *runtime.Scheme) error {

@@ -35,6 +35,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Server{}, &ServerList{},
 		&ProvisioningProfile{}, &ProvisioningProfileList{},
 		&Operation{}, &OperationList{},
+		&ServerRollout{}, &ServerRolloutList{},
 		&RepaveRequest{},
 		&ServerRoutes{},
 	)

@@ -35,6 +35,8 @@ func RegisterDefaults(scheme *runtime.Scheme) error {
 	scheme.AddTypeDefaultingFunc(&ProvisioningProfileList{}, func(obj interface{}) { SetObjectDefaults_ProvisioningProfileList(obj.(*ProvisioningProfileList)) })
 	scheme.AddTypeDefaultingFunc(&Server{}, func(obj interface{}) { SetObjectDefaults_Server(obj.(*Server)) })
 	scheme.AddTypeDefaultingFunc(&ServerList{}, func(obj interface{}) { SetObjectDefaults_ServerList(obj.(*ServerList)) })
+	scheme.AddTypeDefaultingFunc(&ServerRollout{}, func(obj interface{}) { SetObjectDefaults_ServerRollout(obj.(*ServerRollout)) })
+	scheme.AddTypeDefaultingFunc(&ServerRolloutList{}, func(obj interface{}) { SetObjectDefaults_ServerRolloutList(obj.(*ServerRolloutList)) })
 	return nil
 }
 
@@ -77,5 +79,19 @@ func SetObjectDefaults_ServerList(in *ServerList) {
 	for i := range in.Items {
 		a := &in.Items[i]
 		SetObjectDefaults_Server(a)
+	}
+}
+
+func SetObjectDefaults_ServerRollout(in *ServerRollout) {
+	SetDefaults_ServerRolloutSpec(&in.Spec)
+	if in.Spec.Operation == "" {
+		in.Spec.Operation = "Repave"
+	}
+}
+
+func SetObjectDefaults_ServerRolloutList(in *ServerRolloutList) {
+	for i := range in.Items {
+		a := &in.Items[i]
+		SetObjectDefaults_ServerRollout(a)
 	}
 }

@@ -117,6 +117,31 @@ func (in ServerList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ServerRollout) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.ServerRollout"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ServerRolloutList) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.ServerRolloutList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ServerRolloutServer) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.ServerRolloutServer"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ServerRolloutSpec) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.ServerRolloutSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ServerRolloutStatus) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.ServerRolloutStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ServerRoutes) OpenAPIModelName() string {
 	return "io.stargate.v1alpha1.ServerRoutes"
 }

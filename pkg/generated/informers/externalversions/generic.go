@@ -61,6 +61,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Stargate().V1alpha1().ProvisioningProfiles().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("servers"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Stargate().V1alpha1().Servers().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("serverrollouts"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Stargate().V1alpha1().ServerRollouts().Informer()}, nil
 
 	}
 

@@ -7,6 +7,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -56,7 +57,9 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 	if !ok {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("expected a RepaveRequest, got %T", obj))
 	}
-	if errs := validation.ValidateRepaveRequest(req); len(errs) > 0 {
+	errs := validation.ValidateRepaveRequest(req)
+	errs = append(errs, validateRequestLabels(req.Labels)...)
+	if len(errs) > 0 {
 		return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, errs)
 	}
 	if createValidation != nil {
@@ -99,7 +102,7 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      names.SimpleNameGenerator.GenerateName(name + "-repave-"),
 			Namespace: server.Namespace,
-			Labels:    map[string]string{stargate.LabelServer: name},
+			Labels:    operationLabels(req.Labels, name),
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         "stargate.io/v1alpha1",
 				Kind:               "Server",
@@ -138,6 +141,28 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 		return nil, err
 	}
 	return created, nil
+}
+
+// validateRequestLabels checks the labels of a RepaveRequest, which the
+// Operation gets (a ServerRollout marks its Operations so): valid label
+// keys and values, and not stargate.io/server, which names the Server.
+func validateRequestLabels(l map[string]string) field.ErrorList {
+	p := field.NewPath("metadata", "labels")
+	errs := metav1validation.ValidateLabels(l, p)
+	if _, ok := l[stargate.LabelServer]; ok {
+		errs = append(errs, field.Forbidden(p.Key(stargate.LabelServer), "is set by the server to the Server's name"))
+	}
+	return errs
+}
+
+// operationLabels are the request's labels and stargate.io/server.
+func operationLabels(req map[string]string, server string) map[string]string {
+	l := make(map[string]string, len(req)+1)
+	for k, v := range req {
+		l[k] = v
+	}
+	l[stargate.LabelServer] = server
+	return l
 }
 
 // checkIdle refuses with 409 while the server's last Operation is active.

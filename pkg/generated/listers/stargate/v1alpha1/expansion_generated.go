@@ -45,3 +45,11 @@ type ServerListerExpansion interface{}
 // ServerNamespaceListerExpansion allows custom methods to be added to
 // ServerNamespaceLister.
 type ServerNamespaceListerExpansion interface{}
+
+// ServerRolloutListerExpansion allows custom methods to be added to
+// ServerRolloutLister.
+type ServerRolloutListerExpansion interface{}
+
+// ServerRolloutNamespaceListerExpansion allows custom methods to be added to
+// ServerRolloutNamespaceLister.
+type ServerRolloutNamespaceListerExpansion interface{}

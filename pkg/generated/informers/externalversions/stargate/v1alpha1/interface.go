@@ -32,6 +32,8 @@ type Interface interface {
 	ProvisioningProfiles() TypedProvisioningProfileInformer
 	// Servers returns a ServerInformer.
 	Servers() TypedServerInformer
+	// ServerRollouts returns a ServerRolloutInformer.
+	ServerRollouts() TypedServerRolloutInformer
 }
 
 type version struct {
@@ -63,4 +65,9 @@ func (v *version) ProvisioningProfiles() TypedProvisioningProfileInformer {
 // Servers returns a TypedServerInformer.
 func (v *version) Servers() TypedServerInformer {
 	return &serverInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// ServerRollouts returns a TypedServerRolloutInformer.
+func (v *version) ServerRollouts() TypedServerRolloutInformer {
+	return &serverRolloutInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }

@@ -25,3 +25,5 @@ type OperationExpansion interface{}
 type ProvisioningProfileExpansion interface{}
 
 type ServerExpansion interface{}
+
+type ServerRolloutExpansion interface{}

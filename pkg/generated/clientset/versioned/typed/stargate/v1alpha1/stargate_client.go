@@ -32,6 +32,7 @@ type StargateV1alpha1Interface interface {
 	OperationsGetter
 	ProvisioningProfilesGetter
 	ServersGetter
+	ServerRolloutsGetter
 }
 
 // StargateV1alpha1Client is used to interact with features provided by the stargate.io group.
@@ -53,6 +54,10 @@ func (c *StargateV1alpha1Client) ProvisioningProfiles(namespace string) Provisio
 
 func (c *StargateV1alpha1Client) Servers(namespace string) ServerInterface {
 	return newServers(c, namespace)
+}
+
+func (c *StargateV1alpha1Client) ServerRollouts(namespace string) ServerRolloutInterface {
+	return newServerRollouts(c, namespace)
 }
 
 // NewForConfig creates a new StargateV1alpha1Client for the given config.

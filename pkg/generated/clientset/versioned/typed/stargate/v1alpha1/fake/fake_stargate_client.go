@@ -44,6 +44,10 @@ func (c *FakeStargateV1alpha1) Servers(namespace string) v1alpha1.ServerInterfac
 	return newFakeServers(c, namespace)
 }
 
+func (c *FakeStargateV1alpha1) ServerRollouts(namespace string) v1alpha1.ServerRolloutInterface {
+	return newFakeServerRollouts(c, namespace)
+}
+
 // RESTClient returns a RESTClient that is used to communicate
 // with API server by this client implementation.
 func (c *FakeStargateV1alpha1) RESTClient() rest.Interface {
