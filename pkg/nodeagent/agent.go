@@ -6,6 +6,11 @@
 // CiliumNode holds with the one its Server was given, and reports both as
 // conditions and as the node route layer on its own Server's status.
 //
+// The gateway the cluster's CIDRs must leave through is the agentGateway
+// of the Datacenter that declares the Server's namespace, read with a
+// field selector (spec.namespace); --next-hop-gateway is the fallback while
+// no Datacenter says, or the only source with --gateway-from-datacenter=false.
+//
 // It checks at start, every interval and at once on any kernel route or
 // link change, and writes only when what it reports changed or a heartbeat
 // is due, so a thousand agents stay cheap for the API.
@@ -18,6 +23,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -58,6 +64,10 @@ type Config struct {
 	// NetNS is the network namespace whose routes are checked; not open
 	// means the agent's own (the host's, with hostNetwork).
 	NetNS netns.NsHandle
+	// GatewayFromDatacenter makes the agent expect the agentGateway of its
+	// Server's Datacenter; Want.NextHopGateway is then the fallback while
+	// no Datacenter declares the Server's namespace.
+	GatewayFromDatacenter bool
 }
 
 // Validate checks the config.
@@ -74,8 +84,8 @@ func (c *Config) Validate() error {
 	if n := len(c.Want.Remote); n > validation.MaxRoutesPerLayer-1 {
 		errs = append(errs, fmt.Errorf("--remote-cidrs names %d CIDRs; at most %d fit in the Server's node layer", n, validation.MaxRoutesPerLayer-1))
 	}
-	if !c.Want.NextHopGateway.IsValid() && c.Want.NextHopDevice == "" {
-		errs = append(errs, errors.New("name the expected next hop: --next-hop-gateway (the DC router) and/or --next-hop-device (e.g. tailscale0)"))
+	if !c.Want.NextHopGateway.IsValid() && c.Want.NextHopDevice == "" && !c.GatewayFromDatacenter {
+		errs = append(errs, errors.New("name the expected next hop: --gateway-from-datacenter, --next-hop-gateway (the DC router) and/or --next-hop-device (e.g. tailscale0)"))
 	}
 	if c.Want.PodCIDRDevice == "" {
 		errs = append(errs, errors.New("--pod-cidr-device is empty"))
@@ -95,7 +105,24 @@ type Checker struct {
 	table *RouteTable
 	probe *Probe
 	want  RouteWant
+	// gateway, when valid, replaces cfg.Want.NextHopGateway; gatewayFrom
+	// says where it comes from ("" for the flag).
+	gateway     netip.Addr
+	gatewayFrom string
 }
+
+// UseGateway makes the checks expect gw (from says where it was declared,
+// e.g. "Datacenter dc-east"); an invalid gw goes back to the configured one.
+func (c *Checker) UseGateway(gw netip.Addr, from string) {
+	c.gateway, c.gatewayFrom = gw, from
+	if !gw.IsValid() {
+		c.gatewayFrom = ""
+	}
+}
+
+// ReasonNoGateway is the NodeRoutesHealthy reason when the agent knows no
+// next hop to check the routes against.
+const ReasonNoGateway = "NoExpectedGateway"
 
 // NewChecker opens the routing table of cfg.NetNS.
 func NewChecker(cfg *Config) (*Checker, error) {
@@ -120,14 +147,31 @@ func (c *Checker) Check(ctx context.Context, srv *v1alpha1.Server, cilium Cilium
 	if p, err := netip.ParsePrefix(podCIDR); err == nil {
 		c.want.PodCIDR = p.Masked()
 	}
-	rep, err := c.table.Check(&c.want)
-	var probeErr error
-	if c.probe != nil {
-		probeErr = c.probe.Check(ctx)
+	c.want.NextHopGateway = c.cfg.Want.NextHopGateway
+	if c.gateway.IsValid() {
+		c.want.NextHopGateway = c.gateway
 	}
-	st := &NodeStatus{Routes: routesCondition(rep, err, podCIDR, c.cfg.ProbeTarget, probeErr)}
-	if rep != nil {
-		st.Desired, st.Observed = rep.Desired, rep.Observed
+	st := &NodeStatus{}
+	if !c.want.NextHopGateway.IsValid() && c.want.NextHopDevice == "" {
+		st.Routes = condition{metav1.ConditionFalse, ReasonNoGateway, fmt.Sprintf(
+			"no Datacenter declares namespace %s with an agentGateway, and no --next-hop-gateway is set: the routes to the cluster cannot be checked", srv.Namespace)}
+	} else {
+		rep, err := c.table.Check(&c.want)
+		var probeErr error
+		if c.probe != nil {
+			probeErr = c.probe.Check(ctx)
+		}
+		st.Routes = routesCondition(rep, err, podCIDR, c.cfg.ProbeTarget, probeErr)
+		if rep != nil {
+			st.Desired, st.Observed = rep.Desired, rep.Observed
+		}
+		if c.want.NextHopGateway.IsValid() {
+			from := "--next-hop-gateway"
+			if c.gatewayFrom != "" {
+				from = c.gatewayFrom
+			}
+			st.Routes.Message += fmt.Sprintf(" (gateway %s from %s)", c.want.NextHopGateway, from)
+		}
 	}
 	server := srv.Namespace + "/" + srv.Name
 	status, reason, msg := ciliumCondition(c.cfg.NodeName, server, podCIDR, cilium)
@@ -142,6 +186,11 @@ type Agent struct {
 	client  rest.Interface
 	servers cache.SharedIndexInformer
 	cilium  cache.SharedIndexInformer
+	// dc watches the Datacenter of the Server's namespace, dcNS; it is
+	// (re)started by the pass that first sees the Server there.
+	dc      cache.SharedIndexInformer
+	dcNS    string
+	dcStop  chan struct{}
 	start   func(stop <-chan struct{})
 	checker *Checker
 	metrics *Metrics
@@ -285,6 +334,7 @@ func (a *Agent) Run(ctx context.Context, listen string) error {
 	}
 
 	a.start(ctx.Done())
+	defer a.stopDatacenterWatch()
 	go a.watchKernel(ctx)
 	klog.InfoS("Waiting for the Server of this node", "node", a.cfg.NodeName)
 	if !cache.WaitForCacheSync(ctx.Done(), a.servers.HasSynced) {
@@ -403,6 +453,10 @@ func (a *Agent) pass(ctx context.Context, trigger string) {
 		klog.V(2).InfoS("No Server names this node in status.nodeName yet", "node", a.cfg.NodeName)
 		return
 	}
+	if a.cfg.GatewayFromDatacenter {
+		gw, from := a.datacenterGateway(srv.Namespace)
+		a.checker.UseGateway(gw, from)
+	}
 	st := a.checker.Check(ctx, srv, a.ciliumView())
 	now := a.now()
 	a.metrics.checkDuration.Observe(now.Sub(start).Seconds())
@@ -452,6 +506,68 @@ func (a *Agent) writeNeeded(srv *v1alpha1.Server, st *NodeStatus, now time.Time)
 		return ""
 	}
 	return "changed"
+}
+
+// datacenterGateway is the agentGateway of the Datacenter declaring
+// namespace ns and where it comes from, or an invalid address while the
+// watch has not synced or no Datacenter declares ns. The first call for ns
+// starts the watch; its events trigger a pass.
+func (a *Agent) datacenterGateway(ns string) (netip.Addr, string) {
+	if a.dc == nil || a.dcNS != ns {
+		a.stopDatacenterWatch()
+		sel := fields.OneTermEqualSelector("spec.namespace", ns).String()
+		a.dc = cache.NewSharedIndexInformer(
+			cache.NewFilteredListWatchFromClient(a.client, "datacenters", metav1.NamespaceAll,
+				func(o *metav1.ListOptions) { o.FieldSelector = sel }),
+			&v1alpha1.Datacenter{}, 0, cache.Indexers{})
+		_ = a.dc.SetTransform(func(obj any) (any, error) {
+			if d, ok := obj.(*v1alpha1.Datacenter); ok {
+				d.ManagedFields = nil
+			}
+			return obj, nil
+		})
+		_, _ = a.dc.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { a.trigger(TriggerAPI) },
+			UpdateFunc: func(any, any) { a.trigger(TriggerAPI) },
+			DeleteFunc: func(any) { a.trigger(TriggerAPI) },
+		})
+		a.dcNS, a.dcStop = ns, make(chan struct{})
+		go a.dc.Run(a.dcStop)
+		klog.InfoS("Watching the Datacenter of the Server's namespace for the expected gateway", "namespace", ns)
+	}
+	if !a.dc.HasSynced() {
+		return netip.Addr{}, ""
+	}
+	var dcs []*v1alpha1.Datacenter
+	for _, o := range a.dc.GetStore().List() {
+		if d, ok := o.(*v1alpha1.Datacenter); ok && d.Spec.Namespace == ns && d.DeletionTimestamp == nil {
+			dcs = append(dcs, d)
+		}
+	}
+	if len(dcs) == 0 {
+		return netip.Addr{}, ""
+	}
+	// Admission allows one per namespace; should two exist, the oldest
+	// counts, as for stargate-controller.
+	slices.SortFunc(dcs, func(x, y *v1alpha1.Datacenter) int {
+		if c := x.CreationTimestamp.Compare(y.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	gw, err := netip.ParseAddr(dcs[0].Spec.AgentGateway)
+	if err != nil {
+		klog.ErrorS(err, "The Datacenter's agentGateway is not an address; using --next-hop-gateway", "datacenter", dcs[0].Name)
+		return netip.Addr{}, ""
+	}
+	return gw.Unmap(), "Datacenter " + dcs[0].Name
+}
+
+func (a *Agent) stopDatacenterWatch() {
+	if a.dcStop != nil {
+		close(a.dcStop)
+		a.dc, a.dcNS, a.dcStop = nil, "", nil
+	}
 }
 
 // serversClient is a REST client of stargate.io/v1alpha1 speaking JSON.

@@ -31,6 +31,9 @@ type Options struct {
 	Heartbeat      time.Duration
 	ListenAddress  string
 	NetNS          string
+	// GatewayFromDatacenter reads the expected gateway from the Server's
+	// Datacenter (spec.agentGateway).
+	GatewayFromDatacenter bool
 }
 
 // NewOptions returns the defaults: the AKS pod and service CIDRs of the
@@ -45,6 +48,8 @@ func NewOptions() *Options {
 		Interval:      30 * time.Second,
 		Heartbeat:     5 * time.Minute,
 		ListenAddress: ":9475",
+
+		GatewayFromDatacenter: true,
 	}
 }
 
@@ -53,7 +58,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig file; empty means the in-cluster config (the Pod's bound ServiceAccount token).")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "Name of the node the agent runs on (default from $NODE_NAME). Its Server is the one whose status.nodeName names it.")
 	fs.StringSliceVar(&o.RemoteCIDRs, "remote-cidrs", o.RemoteCIDRs, "CIDRs across the tunnel that must be routed through the expected next hop: the AKS pod and service CIDRs.")
-	fs.StringVar(&o.NextHopGateway, "next-hop-gateway", o.NextHopGateway, "Gateway the remote CIDRs must leave through: the DC router's address in the worker subnet.")
+	fs.BoolVar(&o.GatewayFromDatacenter, "gateway-from-datacenter", o.GatewayFromDatacenter,
+		"Expect the remote CIDRs to leave through the agentGateway of the Datacenter that declares this node's Server's namespace (read with list and watch on datacenters, selected by spec.namespace). "+
+			"One DaemonSet then serves every datacenter; --next-hop-gateway is the fallback while no Datacenter says.")
+	fs.StringVar(&o.NextHopGateway, "next-hop-gateway", o.NextHopGateway,
+		"Gateway the remote CIDRs must leave through: the DC router's address in the worker subnet. With --gateway-from-datacenter (the default) only a fallback, used while no Datacenter declares the Server's namespace; with --gateway-from-datacenter=false the only source.")
 	fs.StringVar(&o.NextHopDevice, "next-hop-device", o.NextHopDevice, "Device the remote CIDRs must leave through, e.g. tailscale0 when the worker runs Tailscale itself (then also --route-table=52).")
 	fs.StringVar(&o.RouteTable, "route-table", o.RouteTable, `Routing table holding the remote routes: "main" or a number (Tailscale uses 52).`)
 	fs.StringVar(&o.PodCIDRDevice, "pod-cidr-device", o.PodCIDRDevice, "Device the worker's own pod CIDR must be routed to, in the main table.")
@@ -76,6 +85,8 @@ func (o *Options) Config() (Config, error) {
 		Interval:     o.Interval,
 		Heartbeat:    o.Heartbeat,
 		NetNS:        netns.None(),
+
+		GatewayFromDatacenter: o.GatewayFromDatacenter,
 		Want: RouteWant{
 			NextHopDevice: o.NextHopDevice,
 			PodCIDRDevice: o.PodCIDRDevice,
@@ -140,7 +151,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("Starting stargate-nodeagent", "node", cfg.NodeName, "remote", o.RemoteCIDRs, "gateway", o.NextHopGateway,
+	klog.InfoS("Starting stargate-nodeagent", "node", cfg.NodeName, "remote", o.RemoteCIDRs, "gatewayFromDatacenter", o.GatewayFromDatacenter, "gateway", o.NextHopGateway,
 		"device", o.NextHopDevice, "table", o.RouteTable, "podCIDRDevice", o.PodCIDRDevice, "interval", o.Interval, "heartbeat", o.Heartbeat)
 	return agent.Run(ctx, o.ListenAddress)
 }

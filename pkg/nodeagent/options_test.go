@@ -44,7 +44,13 @@ func TestOptionsConfig(t *testing.T) {
 				}
 			},
 		},
-		{name: "no next hop", args: []string{"--node-name=w1"}, wantErr: "name the expected next hop"},
+		{name: "gateway from the Datacenter by default", args: []string{"--node-name=w1"},
+			check: func(t *testing.T, c Config) {
+				if !c.GatewayFromDatacenter || c.Want.NextHopGateway.IsValid() {
+					t.Errorf("gateway from Datacenter %v, flag gateway %v; want from the Datacenter only", c.GatewayFromDatacenter, c.Want.NextHopGateway)
+				}
+			}},
+		{name: "no next hop", args: []string{"--node-name=w1", "--gateway-from-datacenter=false"}, wantErr: "name the expected next hop"},
 		{name: "no node", args: []string{"--next-hop-gateway=192.0.2.1"}, wantErr: "node name is empty"},
 		{name: "bad CIDR", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--remote-cidrs=10.244.0.0/33"}, wantErr: "--remote-cidrs"},
 		{name: "more remote CIDRs than a node layer holds", args: []string{"--node-name=w1", "--next-hop-gateway=192.0.2.1", "--remote-cidrs=" + cidrs(64)}, wantErr: "at most 63"},

@@ -73,7 +73,7 @@ func getState(t testing.TB, f *nodeFixture) serverState {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := f.Admin.StargateV1alpha1().Servers(dc).Get(ctx, f.Node, metav1.GetOptions{})
+	srv, err := f.Admin.StargateV1alpha1().Servers(f.Server.Namespace).Get(ctx, f.Node, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("get Server %s: %v", f.Node, err)
 	}

@@ -151,6 +151,12 @@ var nodeSeq atomic.Int64
 // CiliumNode holds ("" for none).
 func newNodeFixture(t testing.TB, w *framework.World, podCIDR, ciliumCIDR string) *nodeFixture {
 	t.Helper()
+	return newNodeFixtureIn(t, w, dc, podCIDR, ciliumCIDR)
+}
+
+// newNodeFixtureIn is newNodeFixture with the Server in namespace ns.
+func newNodeFixtureIn(t testing.TB, w *framework.World, ns, podCIDR, ciliumCIDR string) *nodeFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kube := w.ControlPlane.Kube
@@ -165,7 +171,7 @@ func newNodeFixture(t testing.TB, w *framework.World, podCIDR, ciliumCIDR string
 	}
 
 	n, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name: node, Labels: map[string]string{"stargate.io/server": node, "stargate.io/datacenter": dc},
+		Name: node, Labels: map[string]string{"stargate.io/server": node, "stargate.io/datacenter": ns},
 	}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create Node %s: %v", node, err)
@@ -193,7 +199,7 @@ func newNodeFixture(t testing.TB, w *framework.World, podCIDR, ciliumCIDR string
 	f.Token = tr.Status.Token
 	f.Config = tokenConfig(w, f.Token)
 
-	srv, err := f.Admin.StargateV1alpha1().Servers(dc).Create(ctx, &v1alpha1.Server{
+	srv, err := f.Admin.StargateV1alpha1().Servers(ns).Create(ctx, &v1alpha1.Server{
 		ObjectMeta: metav1.ObjectMeta{Name: node},
 		Spec: v1alpha1.ServerSpec{
 			Hostname: node, IPAddress: workerIP,
@@ -211,7 +217,7 @@ func newNodeFixture(t testing.TB, w *framework.World, podCIDR, ciliumCIDR string
 		Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ready", Message: "ready", LastTransitionTime: now}},
 		Routes:     []v1alpha1.RouteLayerStatus{{Layer: v1alpha1.RouteLayerAzure, Healthy: true, Reason: "Synced", LastChecked: &now}},
 	}
-	if f.Server, err = f.Admin.StargateV1alpha1().Servers(dc).UpdateStatus(ctx, srv, metav1.UpdateOptions{}); err != nil {
+	if f.Server, err = f.Admin.StargateV1alpha1().Servers(ns).UpdateStatus(ctx, srv, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("set status of Server %s: %v", node, err)
 	}
 
@@ -225,7 +231,7 @@ func newNodeFixture(t testing.TB, w *framework.World, podCIDR, ciliumCIDR string
 			t.Fatalf("create CiliumNode %s: %v", node, err)
 		}
 	}
-	t.Logf("node fixture %s: Node uid %s, Pod %s/%s, Server %s/%s", node, n.UID, agentNS, pod.Name, dc, node)
+	t.Logf("node fixture %s: Node uid %s, Pod %s/%s, Server %s/%s", node, n.UID, agentNS, pod.Name, ns, node)
 	return f
 }
 
