@@ -58,6 +58,9 @@ type Options struct {
 	// Networks are the cluster's networks the DatacenterNetwork admission
 	// plugin keeps datacenters out of.
 	Networks *datacenternetwork.Options
+	// ServingCert, when its Secret is named, makes and shares the serving
+	// certificate and puts its CA into the APIService (servingcert.go).
+	ServingCert *ServingCertOptions
 
 	components basecompatibility.ComponentGlobalsRegistry
 	stdout     io.Writer
@@ -71,12 +74,13 @@ func NewOptions(stdout io.Writer) *Options {
 	o := &Options{
 		RecommendedOptions: genericoptions.NewRecommendedOptions(etcdPathPrefix,
 			Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)),
-		Logs:       logs.NewOptions(),
-		DataDir:    "/var/lib/stargate-apiserver",
-		NodeAgent:  agentrestriction.NewOptions(),
-		Networks:   datacenternetwork.NewOptions(),
-		components: compatibility.DefaultComponentGlobalsRegistry,
-		stdout:     stdout,
+		Logs:        logs.NewOptions(),
+		DataDir:     "/var/lib/stargate-apiserver",
+		NodeAgent:   agentrestriction.NewOptions(),
+		Networks:    datacenternetwork.NewOptions(),
+		ServingCert: NewServingCertOptions(),
+		components:  compatibility.DefaultComponentGlobalsRegistry,
+		stdout:      stdout,
 	}
 	o.ServerRun = genericoptions.NewServerRunOptionsForComponent(basecompatibility.DefaultKubeComponent, o.components)
 	// On SIGTERM, answer new requests with 429 Retry-After, let requests in
@@ -153,6 +157,7 @@ delegated to the kube-apiserver.`,
 	stargate.StringSliceVar(&o.NodeAgent.ServiceAccounts, "node-agent-service-accounts", o.NodeAgent.ServiceAccounts,
 		"ServiceAccounts (namespace:name) of stargate-nodeagent. The NodeAgentRestriction admission plugin lets them write only the node-layer status of the Server of the node their bound token names.")
 	o.Networks.AddFlags(stargate)
+	o.ServingCert.AddFlags(stargate)
 
 	_, _ = o.components.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
@@ -182,6 +187,9 @@ func (o *Options) Run(ctx context.Context) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	if err := o.ServingCert.Start(ctx, o.RecommendedOptions.CoreAPI.CoreAPIKubeconfigPath, o.RecommendedOptions.SecureServing, o.AlternateDNS); err != nil {
+		return err
+	}
 	config, err := o.Config()
 	if err != nil {
 		return err
@@ -201,6 +209,7 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.components.Validate()...)
 	errs = append(errs, o.NodeAgent.Validate()...)
 	errs = append(errs, o.Networks.Validate()...)
+	errs = append(errs, o.ServingCert.Validate(o.RecommendedOptions.SecureServing)...)
 	return utilerrors.NewAggregate(errs)
 }
 
