@@ -36,6 +36,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Operation{}, &OperationList{},
 		&ServerRollout{}, &ServerRolloutList{},
 		&RepaveRequest{},
+		&RebootRequest{},
 		&ServerRoutes{},
 	)
 	return nil

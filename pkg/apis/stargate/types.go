@@ -336,6 +336,10 @@ type ProvisioningProfileSpec struct {
 	// +optional
 	// +listType=atomic
 	NodeTaints []Taint `json:"nodeTaints,omitempty"`
+	// drainTimeout bounds the drain before a repave, reboot or
+	// decommission of a server with this profile. Defaults to 5m.
+	// +optional
+	DrainTimeout *metav1.Duration
 }
 
 // ConfigMapKeyReference names a key of a ConfigMap in the same namespace.
@@ -410,6 +414,13 @@ type OperationType string
 const (
 	// OperationRepave wipes a server and provisions it as a node again.
 	OperationRepave OperationType = "Repave"
+	// OperationReboot drains the server's Node, reboots the server and
+	// waits for the Node to be Ready again.
+	OperationReboot OperationType = "Reboot"
+	// OperationDecommission drains the server's Node, resets the host (the
+	// kubelet stopped and disabled, its configuration and certificates
+	// removed) and deletes the Node.
+	OperationDecommission OperationType = "Decommission"
 )
 
 // OperationSpec says what to do to which server.
@@ -426,6 +437,15 @@ type OperationSpec struct {
 	// reason is why the operation was asked for, for the record.
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects (by deleting them), as kubectl
+	// drain --disable-eviction does; without it such an Operation fails.
+	// +optional
+	Force bool
+	// drainTimeout bounds the drain of the server's Node; the profile's,
+	// or 5m, when empty.
+	// +optional
+	DrainTimeout *metav1.Duration
 }
 
 // OperationPhase is where an Operation is.
@@ -532,6 +552,35 @@ type RepaveRequest struct {
 	// reason is why the repave is asked for; it is kept on the Operation.
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects; see OperationSpec.force.
+	// +optional
+	Force bool
+	// drainTimeout bounds the drain; the profile's, or 5m, when empty.
+	// +optional
+	DrainTimeout *metav1.Duration
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RebootRequest is the body of a POST to servers/NAME/reboot. It starts a
+// reboot of the server (drain, reboot over SSH, wait for the Node to be
+// Ready, uncordon) and is answered with the Operation that runs it.
+type RebootRequest struct {
+	metav1.TypeMeta
+	// +optional
+	metav1.ObjectMeta
+
+	// reason is why the reboot is asked for; it is kept on the Operation.
+	// +optional
+	Reason string
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects; see OperationSpec.force.
+	// +optional
+	Force bool
+	// drainTimeout bounds the drain; the profile's, or 5m, when empty.
+	// +optional
+	DrainTimeout *metav1.Duration
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

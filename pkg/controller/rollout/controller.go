@@ -367,16 +367,20 @@ func countState(ro *v1.ServerRollout, state v1.ServerRolloutServerState) int {
 	return n
 }
 
-// startOperations starts Operations on waiting Servers while fewer than
-// maxUnavailable Servers are unavailable. Waiting Servers that are
-// unavailable already go first: repaving them costs no capacity it still
-// has. A busy Server (another Operation holds it) is tried again later.
-// p counts the Servers it starts as unavailable.
+// startOperations starts Operations on waiting Servers. At most
+// maxUnavailable Operations of the rollout run at once, and a Server that
+// is available is taken down only while fewer than maxUnavailable
+// selected Servers are unavailable. Waiting Servers that are down already
+// go first: repaving them costs no capacity. A busy Server (another
+// Operation holds it) is tried again later. p counts the Servers it
+// starts as unavailable.
 func (r *Reconciler) startOperations(ctx context.Context, ro *v1.ServerRollout, p picture) error {
 	if stopped(ro) {
 		return nil
 	}
-	budget := maxUnavailable(ro) - len(p.unavailable)
+	limit := maxUnavailable(ro)
+	slots := limit - countState(ro, v1.RolloutServerRunning)
+	budget := limit - len(p.unavailable)
 	var order []int
 	for i, s := range ro.Status.Servers {
 		if s.State == v1.RolloutServerWaiting && p.unavailable[s.Name] {
@@ -391,12 +395,16 @@ func (r *Reconciler) startOperations(ctx context.Context, ro *v1.ServerRollout, 
 	var errs []string
 	for _, i := range order {
 		s := &ro.Status.Servers[i]
+		if slots <= 0 {
+			break
+		}
 		if !p.unavailable[s.Name] {
 			if budget <= 0 {
 				break
 			}
 			budget--
 		}
+		slots--
 		op, err := r.startOne(ctx, ro, s.Name)
 		switch {
 		case err == nil:

@@ -48,6 +48,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ProvisioningProfile{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_ProvisioningProfile(ref),
 		v1alpha1.ProvisioningProfileList{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileList(ref),
 		v1alpha1.ProvisioningProfileSpec{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref),
+		v1alpha1.RebootRequest{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_RebootRequest(ref),
 		v1alpha1.RepaveRequest{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
 		v1alpha1.RouteLayerStatus{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RouteLayerStatus(ref),
 		v1alpha1.Server{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_Server(ref),
@@ -541,11 +542,11 @@ func schema_pkg_apis_stargate_v1alpha1_OperationSpec(ref common.ReferenceCallbac
 					},
 					"operation": {
 						SchemaProps: spec.SchemaProps{
-							Description: "operation is what to do. Defaults to Repave.\n\nPossible enum values:\n - `\"Repave\"` wipes a server and provisions it as a node again.",
+							Description: "operation is what to do. Defaults to Repave.\n\nPossible enum values:\n - `\"Decommission\"` drains the server's Node, resets the host (the kubelet stopped and disabled, its configuration and certificates removed) and deletes the Node.\n - `\"Reboot\"` drains the server's Node, reboots the server and waits for the Node to be Ready again.\n - `\"Repave\"` wipes a server and provisions it as a node again.",
 							Default:     "Repave",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Repave"},
+							Enum:        []interface{}{"Decommission", "Reboot", "Repave"},
 						},
 					},
 					"reason": {
@@ -555,12 +556,25 @@ func schema_pkg_apis_stargate_v1alpha1_OperationSpec(ref common.ReferenceCallbac
 							Format:      "",
 						},
 					},
+					"force": {
+						SchemaProps: spec.SchemaProps{
+							Description: "force evicts, once drainTimeout has passed, the pods a PodDisruptionBudget still protects (by deleting them), as kubectl drain --disable-eviction does; without it such an Operation fails.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"drainTimeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "drainTimeout bounds the drain of the server's Node; the profile's, or 5m, when empty.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"serverRef", "provisioningProfileRef"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName()},
 	}
 }
 
@@ -881,12 +895,73 @@ func schema_pkg_apis_stargate_v1alpha1_ProvisioningProfileSpec(ref common.Refere
 							},
 						},
 					},
+					"drainTimeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "drainTimeout bounds the drain before a repave, reboot or decommission of a server with this profile. Defaults to 5m.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"kubernetesVersion", "sshCredentialsSecretRef", "adminUsername"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ConfigMapKeyReference{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Taint{}.OpenAPIModelName()},
+			v1alpha1.ConfigMapKeyReference{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Taint{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_RebootRequest(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RebootRequest is the body of a POST to servers/NAME/reboot. It starts a reboot of the server (drain, reboot over SSH, wait for the Node to be Ready, uncordon) and is answered with the Operation that runs it.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "reason is why the reboot is asked for; it is kept on the Operation.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"force": {
+						SchemaProps: spec.SchemaProps{
+							Description: "force evicts, once drainTimeout has passed, the pods a PodDisruptionBudget still protects; see OperationSpec.force.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"drainTimeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "drainTimeout bounds the drain; the profile's, or 5m, when empty.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Duration{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -930,11 +1005,24 @@ func schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref common.ReferenceCallbac
 							Format:      "",
 						},
 					},
+					"force": {
+						SchemaProps: spec.SchemaProps{
+							Description: "force evicts, once drainTimeout has passed, the pods a PodDisruptionBudget still protects; see OperationSpec.force.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"drainTimeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "drainTimeout bounds the drain; the profile's, or 5m, when empty.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1286,11 +1374,11 @@ func schema_pkg_apis_stargate_v1alpha1_ServerRolloutSpec(ref common.ReferenceCal
 					},
 					"operation": {
 						SchemaProps: spec.SchemaProps{
-							Description: "operation is what to run on each Server: Repave (the default) or Reboot.\n\nPossible enum values:\n - `\"Repave\"` wipes a server and provisions it as a node again.",
+							Description: "operation is what to run on each Server: Repave (the default) or Reboot.\n\nPossible enum values:\n - `\"Decommission\"` drains the server's Node, resets the host (the kubelet stopped and disabled, its configuration and certificates removed) and deletes the Node.\n - `\"Reboot\"` drains the server's Node, reboots the server and waits for the Node to be Ready again.\n - `\"Repave\"` wipes a server and provisions it as a node again.",
 							Default:     "Repave",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Repave"},
+							Enum:        []interface{}{"Decommission", "Reboot", "Repave"},
 						},
 					},
 					"provisioningProfileRef": {

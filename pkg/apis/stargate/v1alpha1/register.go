@@ -37,6 +37,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Operation{}, &OperationList{},
 		&ServerRollout{}, &ServerRolloutList{},
 		&RepaveRequest{},
+		&RebootRequest{},
 		&ServerRoutes{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)

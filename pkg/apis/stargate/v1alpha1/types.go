@@ -123,6 +123,7 @@ type DatacenterList struct {
 
 // +genclient
 // +genclient:method=Repave,verb=create,subresource=repave,input=RepaveRequest,result=Operation
+// +genclient:method=Reboot,verb=create,subresource=reboot,input=RebootRequest,result=Operation
 // +genclient:method=GetRoutes,verb=get,subresource=routes,result=ServerRoutes
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
@@ -344,6 +345,10 @@ type ProvisioningProfileSpec struct {
 	// +optional
 	// +listType=atomic
 	NodeTaints []Taint `json:"nodeTaints,omitempty" protobuf:"bytes,8,rep,name=nodeTaints"`
+	// drainTimeout bounds the drain before a repave, reboot or
+	// decommission of a server with this profile. Defaults to 5m.
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty" protobuf:"bytes,9,opt,name=drainTimeout"`
 }
 
 // ConfigMapKeyReference names a key of a ConfigMap in the same namespace.
@@ -419,6 +424,13 @@ type OperationType string
 const (
 	// OperationRepave wipes a server and provisions it as a node again.
 	OperationRepave OperationType = "Repave"
+	// OperationReboot drains the server's Node, reboots the server and
+	// waits for the Node to be Ready again.
+	OperationReboot OperationType = "Reboot"
+	// OperationDecommission drains the server's Node, resets the host (the
+	// kubelet stopped and disabled, its configuration and certificates
+	// removed) and deletes the Node.
+	OperationDecommission OperationType = "Decommission"
 )
 
 // OperationSpec says what to do to which server.
@@ -436,6 +448,15 @@ type OperationSpec struct {
 	// reason is why the operation was asked for, for the record.
 	// +optional
 	Reason string `json:"reason,omitempty" protobuf:"bytes,4,opt,name=reason"`
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects (by deleting them), as kubectl
+	// drain --disable-eviction does; without it such an Operation fails.
+	// +optional
+	Force bool `json:"force,omitempty" protobuf:"varint,5,opt,name=force"`
+	// drainTimeout bounds the drain of the server's Node; the profile's,
+	// or 5m, when empty.
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty" protobuf:"bytes,6,opt,name=drainTimeout"`
 }
 
 // OperationPhase is where an Operation is.
@@ -542,6 +563,35 @@ type RepaveRequest struct {
 	// reason is why the repave is asked for; it is kept on the Operation.
 	// +optional
 	Reason string `json:"reason,omitempty" protobuf:"bytes,3,opt,name=reason"`
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects; see OperationSpec.force.
+	// +optional
+	Force bool `json:"force,omitempty" protobuf:"varint,4,opt,name=force"`
+	// drainTimeout bounds the drain; the profile's, or 5m, when empty.
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty" protobuf:"bytes,5,opt,name=drainTimeout"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RebootRequest is the body of a POST to servers/NAME/reboot. It starts a
+// reboot of the server (drain, reboot over SSH, wait for the Node to be
+// Ready, uncordon) and is answered with the Operation that runs it.
+type RebootRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"`
+
+	// reason is why the reboot is asked for; it is kept on the Operation.
+	// +optional
+	Reason string `json:"reason,omitempty" protobuf:"bytes,2,opt,name=reason"`
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects; see OperationSpec.force.
+	// +optional
+	Force bool `json:"force,omitempty" protobuf:"varint,3,opt,name=force"`
+	// drainTimeout bounds the drain; the profile's, or 5m, when empty.
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty" protobuf:"bytes,4,opt,name=drainTimeout"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

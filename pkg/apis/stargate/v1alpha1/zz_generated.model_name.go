@@ -97,6 +97,11 @@ func (in ProvisioningProfileSpec) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RebootRequest) OpenAPIModelName() string {
+	return "io.stargate.v1alpha1.RebootRequest"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RepaveRequest) OpenAPIModelName() string {
 	return "io.stargate.v1alpha1.RepaveRequest"
 }

@@ -20,6 +20,7 @@ package v1alpha1
 
 import (
 	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // OperationSpecApplyConfiguration represents a declarative configuration of the OperationSpec type for use
@@ -35,6 +36,13 @@ type OperationSpecApplyConfiguration struct {
 	Operation *stargatev1alpha1.OperationType `json:"operation,omitempty"`
 	// reason is why the operation was asked for, for the record.
 	Reason *string `json:"reason,omitempty"`
+	// force evicts, once drainTimeout has passed, the pods a
+	// PodDisruptionBudget still protects (by deleting them), as kubectl
+	// drain --disable-eviction does; without it such an Operation fails.
+	Force *bool `json:"force,omitempty"`
+	// drainTimeout bounds the drain of the server's Node; the profile's,
+	// or 5m, when empty.
+	DrainTimeout *v1.Duration `json:"drainTimeout,omitempty"`
 }
 
 // OperationSpecApplyConfiguration constructs a declarative configuration of the OperationSpec type for use with
@@ -72,5 +80,21 @@ func (b *OperationSpecApplyConfiguration) WithOperation(value stargatev1alpha1.O
 // If called multiple times, the Reason field is set to the value of the last call.
 func (b *OperationSpecApplyConfiguration) WithReason(value string) *OperationSpecApplyConfiguration {
 	b.Reason = &value
+	return b
+}
+
+// WithForce sets the Force field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Force field is set to the value of the last call.
+func (b *OperationSpecApplyConfiguration) WithForce(value bool) *OperationSpecApplyConfiguration {
+	b.Force = &value
+	return b
+}
+
+// WithDrainTimeout sets the DrainTimeout field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DrainTimeout field is set to the value of the last call.
+func (b *OperationSpecApplyConfiguration) WithDrainTimeout(value v1.Duration) *OperationSpecApplyConfiguration {
+	b.DrainTimeout = &value
 	return b
 }

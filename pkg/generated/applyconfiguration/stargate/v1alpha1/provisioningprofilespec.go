@@ -20,6 +20,7 @@ package v1alpha1
 
 import (
 	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // ProvisioningProfileSpecApplyConfiguration represents a declarative configuration of the ProvisioningProfileSpec type for use
@@ -49,6 +50,9 @@ type ProvisioningProfileSpecApplyConfiguration struct {
 	NodeLabels map[string]string `json:"nodeLabels,omitempty"`
 	// nodeTaints are added to the Node at registration.
 	NodeTaints []TaintApplyConfiguration `json:"nodeTaints,omitempty"`
+	// drainTimeout bounds the drain before a repave, reboot or
+	// decommission of a server with this profile. Defaults to 5m.
+	DrainTimeout *v1.Duration `json:"drainTimeout,omitempty"`
 }
 
 // ProvisioningProfileSpecApplyConfiguration constructs a declarative configuration of the ProvisioningProfileSpec type for use with
@@ -129,5 +133,13 @@ func (b *ProvisioningProfileSpecApplyConfiguration) WithNodeTaints(values ...*Ta
 		}
 		b.NodeTaints = append(b.NodeTaints, *values[i])
 	}
+	return b
+}
+
+// WithDrainTimeout sets the DrainTimeout field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DrainTimeout field is set to the value of the last call.
+func (b *ProvisioningProfileSpecApplyConfiguration) WithDrainTimeout(value v1.Duration) *ProvisioningProfileSpecApplyConfiguration {
+	b.DrainTimeout = &value
 	return b
 }

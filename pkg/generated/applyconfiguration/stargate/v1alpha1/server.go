@@ -88,6 +88,12 @@ func ExtractServer(server *stargatev1alpha1.Server, fieldManager string) (*Serve
 	return ExtractServerFrom(server, fieldManager, "")
 }
 
+// ExtractServerReboot extracts the applied configuration owned by fieldManager from
+// server for the reboot subresource.
+func ExtractServerReboot(server *stargatev1alpha1.Server, fieldManager string) (*ServerApplyConfiguration, error) {
+	return ExtractServerFrom(server, fieldManager, "reboot")
+}
+
 // ExtractServerRepave extracts the applied configuration owned by fieldManager from
 // server for the repave subresource.
 func ExtractServerRepave(server *stargatev1alpha1.Server, fieldManager string) (*ServerApplyConfiguration, error) {

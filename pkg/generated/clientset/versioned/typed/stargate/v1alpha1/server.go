@@ -52,6 +52,7 @@ type ServerInterface interface {
 	// Add a +genclient:noStatus comment above the type to avoid generating ApplyStatus().
 	ApplyStatus(ctx context.Context, server *applyconfigurationstargatev1alpha1.ServerApplyConfiguration, opts v1.ApplyOptions) (result *stargatev1alpha1.Server, err error)
 	Repave(ctx context.Context, serverName string, repaveRequest *stargatev1alpha1.RepaveRequest, opts v1.CreateOptions) (*stargatev1alpha1.Operation, error)
+	Reboot(ctx context.Context, serverName string, rebootRequest *stargatev1alpha1.RebootRequest, opts v1.CreateOptions) (*stargatev1alpha1.Operation, error)
 	GetRoutes(ctx context.Context, serverName string, options v1.GetOptions) (*stargatev1alpha1.ServerRoutes, error)
 
 	ServerExpansion
@@ -86,6 +87,21 @@ func (c *servers) Repave(ctx context.Context, serverName string, repaveRequest *
 		SubResource("repave").
 		VersionedParams(&opts, scheme.ParameterCodec).
 		Body(repaveRequest).
+		Do(ctx).
+		Into(result)
+	return
+}
+
+// Reboot takes the representation of a rebootRequest and creates it.  Returns the server's representation of the operation, and an error, if there is any.
+func (c *servers) Reboot(ctx context.Context, serverName string, rebootRequest *stargatev1alpha1.RebootRequest, opts v1.CreateOptions) (result *stargatev1alpha1.Operation, err error) {
+	result = &stargatev1alpha1.Operation{}
+	err = c.GetClient().Post().
+		Namespace(c.GetNamespace()).
+		Resource("servers").
+		Name(serverName).
+		SubResource("reboot").
+		VersionedParams(&opts, scheme.ParameterCodec).
+		Body(rebootRequest).
 		Do(ctx).
 		Into(result)
 	return

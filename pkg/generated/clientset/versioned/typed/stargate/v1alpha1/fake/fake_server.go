@@ -66,6 +66,18 @@ func (c *fakeServers) Repave(ctx context.Context, serverName string, repaveReque
 	return obj.(*v1alpha1.Operation), err
 }
 
+// Reboot takes the representation of a rebootRequest and creates it.  Returns the server's representation of the operation, and an error, if there is any.
+func (c *fakeServers) Reboot(ctx context.Context, serverName string, rebootRequest *v1alpha1.RebootRequest, opts v1.CreateOptions) (result *v1alpha1.Operation, err error) {
+	emptyResult := &v1alpha1.Operation{}
+	obj, err := c.Fake.
+		Invokes(testing.NewCreateSubresourceActionWithOptions(c.Resource(), serverName, "reboot", c.Namespace(), rebootRequest, opts), emptyResult)
+
+	if obj == nil {
+		return emptyResult, err
+	}
+	return obj.(*v1alpha1.Operation), err
+}
+
 // GetRoutes takes name of the server, and returns the corresponding serverRoutes object, and an error if there is any.
 func (c *fakeServers) GetRoutes(ctx context.Context, serverName string, options v1.GetOptions) (result *v1alpha1.ServerRoutes, err error) {
 	emptyResult := &v1alpha1.ServerRoutes{}
