@@ -211,7 +211,7 @@ func newWorld(c config, scale float64) (*world, error) {
 		objs = append(objs, s)
 	}
 	w.kube = fake.NewClientBuilder().WithScheme(manager.Scheme).WithRESTMapper(mapper).
-		WithObjects(objs...).WithStatusSubresource(&v1alpha1.Server{}).Build()
+		WithObjects(objs...).WithStatusSubresource(&v1alpha1.Server{}, &v1alpha1.Datacenter{}).Build()
 
 	w.az = azurefake.New("rg", "rt")
 	w.az.Set("corp-default", "0.0.0.0/0", "10.224.0.9")
@@ -233,7 +233,7 @@ func newWorld(c config, scale float64) (*world, error) {
 		return nil, err
 	}
 	tsc.HTTP = &http.Client{Timeout: time.Minute, Transport: tailscaleMeter{inner: &http.Transport{}, m: w.m}}
-	w.tsc = &tailscale.Syncer{Client: tsc, Owned: pool.Overlaps, Advertiser: &advertiser{ts: w.ts}}
+	w.tsc = &tailscale.Syncer{Client: tsc, Advertiser: &advertiser{ts: w.ts}}
 	return w, nil
 }
 

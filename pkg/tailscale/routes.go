@@ -3,13 +3,17 @@
 // the routes Stargate wants (through a RouteAdvertiser, e.g. SSH running
 // `tailscale set --advertise-routes`), and enables the wanted routes through
 // the Tailscale API while keeping every enabled route Stargate does not own.
+// Ownership is recorded, not inferred: a Router carries the routes Stargate
+// enabled or had advertised on the device (Owned), and Record is called
+// with the routes about to be added before any call adds them, so a crash
+// between the two cannot leave a route Stargate enabled unrecorded. Only
+// owned routes that are no longer wanted are withdrawn.
 package tailscale
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"sort"
@@ -31,6 +35,20 @@ type Router struct {
 	// ManageAdvertisement says Stargate keeps the router's advertised set
 	// (DC routers); when false the router's own config does (AKS router).
 	ManageAdvertisement bool
+	// Owned are the records of what Stargate added to the device; only
+	// records of the device now holding TailnetIP (same device ID, or
+	// none recorded) count.
+	Owned []Ownership
+	// Record, when set, is called before a call that enables or
+	// advertises routes, with those that were not enabled (advertised)
+	// before; when it fails nothing is added.
+	Record func(ctx context.Context, add Ownership) error
+}
+
+// Ownership is what Stargate enabled and had advertised on one device.
+type Ownership struct {
+	DeviceID            string
+	Enabled, Advertised []string
 }
 
 // RouterResult is what a sync saw and did on one router.
@@ -50,6 +68,10 @@ type RouterResult struct {
 	EnableWrites, AdvertiseCalls int
 	// Drift is true when enabled routes had to be changed.
 	Drift bool
+	// Owned is what Stargate owns on the device after the sync: what it
+	// added and is still enabled (advertised), plus owned routes it could
+	// not withdraw. Withdrawn are the owned routes taken away.
+	Owned, Withdrawn Ownership
 	// Err is why this router could not be synced.
 	Err error
 }
@@ -62,9 +84,6 @@ type Syncer struct {
 	Client *tsclient.Client
 	// Advertiser may be nil: unadvertised routes are then only reported.
 	Advertiser RouteAdvertiser
-	// Owned says whether an enabled route belongs to Stargate (and may be
-	// disabled when no longer wanted).
-	Owned func(netip.Prefix) bool
 }
 
 // Sync lists the devices once and syncs every router. The error is for a
@@ -89,16 +108,17 @@ func (s *Syncer) Sync(ctx context.Context, routers []Router) ([]RouterResult, er
 	return out, nil
 }
 
-func (s *Syncer) owned(route string) bool {
-	p, err := netip.ParsePrefix(route)
-	return err == nil && s.Owned != nil && s.Owned(p)
-}
-
 func (s *Syncer) syncRouter(ctx context.Context, r Router, dev *tsclient.Device) RouterResult {
 	res := RouterResult{TailnetIP: r.TailnetIP}
 	if dev == nil {
 		res.Err = fmt.Errorf("router %s: %w", r.TailnetIP, ErrDeviceNotFound)
 		res.Unadvertised = sorted(r.Want)
+		// Nothing is known of the device: what was owned stays owned.
+		for _, o := range r.Owned {
+			res.Owned.Enabled = append(res.Owned.Enabled, o.Enabled...)
+			res.Owned.Advertised = append(res.Owned.Advertised, o.Advertised...)
+		}
+		res.Owned.Enabled, res.Owned.Advertised = sorted(keys(set(res.Owned.Enabled))), sorted(keys(set(res.Owned.Advertised)))
 		return res
 	}
 	id := dev.NodeID
@@ -106,46 +126,89 @@ func (s *Syncer) syncRouter(ctx context.Context, r Router, dev *tsclient.Device)
 		id = dev.ID
 	}
 	res.DeviceID, res.DeviceName = id, dev.Name
+	res.Owned.DeviceID, res.Withdrawn.DeviceID = id, id
 	want := set(r.Want)
 	advertised := set(dev.AdvertisedRoutes)
 	enabled := set(dev.EnabledRoutes)
+	ownedEnabled, ownedAdvertised := map[string]bool{}, map[string]bool{}
+	for _, o := range r.Owned {
+		if o.DeviceID != "" && o.DeviceID != id {
+			continue // another device had the address: not this one's routes
+		}
+		for _, e := range o.Enabled {
+			ownedEnabled[e] = true
+		}
+		for _, a := range o.Advertised {
+			ownedAdvertised[a] = true
+		}
+	}
 
 	if r.ManageAdvertisement && s.Advertiser != nil {
-		next := map[string]bool{}
-		for a := range advertised {
-			if !s.owned(a) || want[a] {
-				next[a] = true
-			}
-		}
-		for w := range want {
-			next[w] = true
-		}
+		next, added := nextSet(advertised, want, ownedAdvertised)
 		if !equal(next, advertised) {
 			res.AdvertiseCalls++
-			if err := s.Advertiser.Advertise(ctx, r.TailnetIP, sorted(keys(next))); err != nil {
-				res.Err = fmt.Errorf("advertise routes on %s: %w", r.TailnetIP, err)
-			} else if dr, err := s.Client.Devices().SubnetRoutes(ctx, id); err == nil {
-				advertised = set(dr.Advertised)
+			err := s.record(ctx, r, Ownership{DeviceID: id, Advertised: added})
+			if err == nil {
+				for _, a := range added {
+					ownedAdvertised[a] = true
+				}
+				err = s.Advertiser.Advertise(ctx, r.TailnetIP, sorted(keys(next)))
+				if err != nil {
+					err = fmt.Errorf("advertise routes on %s: %w", r.TailnetIP, err)
+				}
+			}
+			if err != nil {
+				res.Err = err
+			} else {
+				for a := range ownedAdvertised {
+					if !next[a] {
+						res.Withdrawn.Advertised = append(res.Withdrawn.Advertised, a)
+						delete(ownedAdvertised, a)
+					}
+				}
+				if dr, err := s.Client.Devices().SubnetRoutes(ctx, id); err == nil {
+					advertised = set(dr.Advertised)
+				} else {
+					advertised = next
+				}
+			}
+		}
+	}
+	if res.Err == nil || !r.ManageAdvertisement {
+		for a := range ownedAdvertised {
+			// An owned route the router no longer advertises (someone
+			// took it away) is no longer Stargate's to withdraw.
+			if !advertised[a] && !want[a] {
+				delete(ownedAdvertised, a)
 			}
 		}
 	}
 
-	next := map[string]bool{}
-	for e := range enabled {
-		if !s.owned(e) || want[e] {
-			next[e] = true
-		}
-	}
-	for w := range want {
-		next[w] = true
-	}
+	next, added := nextSet(enabled, want, ownedEnabled)
 	if !equal(next, enabled) {
 		res.Drift = true
 		res.EnableWrites++
-		if err := s.Client.Devices().SetSubnetRoutes(ctx, id, sorted(keys(next))); err != nil {
-			res.Err = errors.Join(res.Err, fmt.Errorf("enable routes on device %s (%s): %w", dev.Name, id, err))
+		err := s.record(ctx, r, Ownership{DeviceID: id, Enabled: added})
+		if err == nil {
+			for _, e := range added {
+				ownedEnabled[e] = true
+			}
+			if err = s.Client.Devices().SetSubnetRoutes(ctx, id, sorted(keys(next))); err != nil {
+				err = fmt.Errorf("enable routes on device %s (%s): %w", dev.Name, id, err)
+			}
+		}
+		if err != nil {
+			res.Err = errors.Join(res.Err, err)
 		} else {
 			enabled = next
+		}
+	}
+	for e := range ownedEnabled {
+		if !enabled[e] {
+			if !want[e] {
+				res.Withdrawn.Enabled = append(res.Withdrawn.Enabled, e)
+			}
+			delete(ownedEnabled, e)
 		}
 	}
 	for w := range want {
@@ -154,8 +217,40 @@ func (s *Syncer) syncRouter(ctx context.Context, r Router, dev *tsclient.Device)
 		}
 	}
 	sort.Strings(res.Unadvertised)
+	sort.Strings(res.Withdrawn.Enabled)
+	sort.Strings(res.Withdrawn.Advertised)
 	res.Advertised, res.Enabled = sorted(keys(advertised)), sorted(keys(enabled))
+	res.Owned.Enabled, res.Owned.Advertised = sorted(keys(ownedEnabled)), sorted(keys(ownedAdvertised))
 	return res
+}
+
+// nextSet is have without the owned routes no longer wanted, plus want;
+// added are the wanted routes have lacks.
+func nextSet(have, want, owned map[string]bool) (next map[string]bool, added []string) {
+	next = map[string]bool{}
+	for h := range have {
+		if !owned[h] || want[h] {
+			next[h] = true
+		}
+	}
+	for w := range want {
+		next[w] = true
+		if !have[w] {
+			added = append(added, w)
+		}
+	}
+	sort.Strings(added)
+	return next, added
+}
+
+func (s *Syncer) record(ctx context.Context, r Router, add Ownership) error {
+	if r.Record == nil || len(add.Enabled)+len(add.Advertised) == 0 {
+		return nil
+	}
+	if err := r.Record(ctx, add); err != nil {
+		return fmt.Errorf("record the routes Stargate adds to %s before adding them: %w", r.TailnetIP, err)
+	}
+	return nil
 }
 
 // Credentials name how to reach the API.

@@ -3,7 +3,6 @@ package tailscale_test
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -12,10 +11,6 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
 	"github.com/stargate-k8s/stargate/pkg/tailscale/tailscalefake"
 )
-
-var pool = netip.MustParsePrefix("10.244.0.0/16")
-
-func owned(p netip.Prefix) bool { return pool.Overlaps(p) }
 
 // recordingAdvertiser stands in for the SSH advertiser: it records calls and
 // plays the router by updating the fake's advertised routes.
@@ -46,7 +41,7 @@ func setup(t *testing.T, creds tailscale.Credentials) (*tailscalefake.Server, *t
 		t.Fatal(err)
 	}
 	adv := &recordingAdvertiser{fake: fk}
-	return fk, &tailscale.Syncer{Client: cl, Advertiser: adv, Owned: owned}, adv
+	return fk, &tailscale.Syncer{Client: cl, Advertiser: adv}, adv
 }
 
 func TestSyncEnablesWantedKeepsForeignAndDisablesStaleOwned(t *testing.T) {
@@ -62,7 +57,8 @@ func TestSyncEnablesWantedKeepsForeignAndDisablesStaleOwned(t *testing.T) {
 			fk, s, adv := setup(t, tc.creds)
 			routers := []tailscale.Router{
 				{TailnetIP: "100.64.0.1", Want: []string{"10.0.0.0/16", "10.244.0.0/16"}},
-				{TailnetIP: "100.64.0.10", Want: []string{"10.50.1.0/24", "10.244.1.0/24", "10.244.2.0/24"}, ManageAdvertisement: true},
+				{TailnetIP: "100.64.0.10", Want: []string{"10.50.1.0/24", "10.244.1.0/24", "10.244.2.0/24"}, ManageAdvertisement: true,
+					Owned: []tailscale.Ownership{{DeviceID: "nEast", Enabled: []string{"10.244.200.0/24"}}}},
 			}
 			res, err := s.Sync(context.Background(), routers)
 			if err != nil {
@@ -127,5 +123,62 @@ func TestSyncReportsUnadvertisedAndMissingDevices(t *testing.T) {
 	}
 	if !errors.Is(res[1].Err, tailscale.ErrDeviceNotFound) {
 		t.Fatalf("missing router: %v", res[1].Err)
+	}
+}
+
+// TestSyncWithdrawsOnlyRecordedRoutes: a route an admin enabled by hand,
+// even inside the pod pool, stays; a recorded one of another device that
+// now has the address is not this device's; routes are recorded before
+// the call that adds them.
+func TestSyncWithdrawsOnlyRecordedRoutes(t *testing.T) {
+	fk, s, adv := setup(t, tailscale.Credentials{APIKey: "tskey-api-test"})
+	fk.SetEnabled("nEast", []string{"10.244.9.0/24", "10.244.200.0/24", "10.244.201.0/24", "192.168.7.0/24"})
+	var recorded []tailscale.Ownership
+	r := tailscale.Router{TailnetIP: "100.64.0.10", Want: []string{"10.244.1.0/24"}, ManageAdvertisement: true,
+		Owned: []tailscale.Ownership{
+			{DeviceID: "nEast", Enabled: []string{"10.244.200.0/24"}, Advertised: []string{"10.50.1.0/24"}},
+			{DeviceID: "nOld", Enabled: []string{"10.244.201.0/24"}},
+		},
+		Record: func(_ context.Context, add tailscale.Ownership) error {
+			d := fk.Device("nEast")
+			for _, e := range add.Enabled {
+				if slices.Contains(d.Enabled, e) {
+					t.Errorf("%s recorded after it was enabled", e)
+				}
+			}
+			for _, a := range add.Advertised {
+				if slices.Contains(d.Advertised, a) {
+					t.Errorf("%s recorded after it was advertised", a)
+				}
+			}
+			recorded = append(recorded, add)
+			return nil
+		}}
+	res, err := s.Sync(context.Background(), []tailscale.Router{r})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if want := []string{"10.244.1.0/24", "10.244.201.0/24", "10.244.9.0/24", "192.168.7.0/24"}; !slices.Equal(fk.Device("nEast").Enabled, want) {
+		t.Fatalf("enabled %v, want %v", fk.Device("nEast").Enabled, want)
+	}
+	if want := []string{"10.244.1.0/24", "192.168.7.0/24"}; !slices.Equal(fk.Device("nEast").Advertised, want) {
+		t.Fatalf("advertised %v, want %v (owned 10.50.1.0/24 withdrawn)", fk.Device("nEast").Advertised, want)
+	}
+	if len(recorded) != 2 || !slices.Equal(recorded[0].Advertised, []string{"10.244.1.0/24"}) || !slices.Equal(recorded[1].Enabled, []string{"10.244.1.0/24"}) {
+		t.Fatalf("recorded %+v", recorded)
+	}
+	if o := res[0].Owned; !slices.Equal(o.Enabled, []string{"10.244.1.0/24"}) || !slices.Equal(o.Advertised, []string{"10.244.1.0/24"}) || o.DeviceID != "nEast" {
+		t.Fatalf("owned after %+v", o)
+	}
+	if w := res[0].Withdrawn; !slices.Equal(w.Enabled, []string{"10.244.200.0/24"}) || !slices.Equal(w.Advertised, []string{"10.50.1.0/24"}) {
+		t.Fatalf("withdrawn %+v", w)
+	}
+	// A failed record adds nothing.
+	r.Want, r.Owned = []string{"10.244.1.0/24", "10.244.2.0/24"}, []tailscale.Ownership{res[0].Owned}
+	r.Record = func(context.Context, tailscale.Ownership) error { return errors.New("conflict") }
+	calls, writes := len(adv.calls), fk.Writes()
+	res, _ = s.Sync(context.Background(), []tailscale.Router{r})
+	if res[0].Err == nil || fk.Writes() != writes || len(adv.calls) != calls || slices.Contains(fk.Device("nEast").Enabled, "10.244.2.0/24") {
+		t.Fatalf("unrecorded route added: err=%v enabled=%v", res[0].Err, fk.Device("nEast").Enabled)
 	}
 }

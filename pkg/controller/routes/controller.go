@@ -123,9 +123,6 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		}
 	}
 	if c.Tailscale != nil {
-		if c.Tailscale.Owned == nil {
-			c.Tailscale.Owned = pool.Pool.Overlaps
-		}
 		if c.Advertiser == nil && c.AdvertiseOverSSH {
 			c.Advertiser = &SSHAdvertiser{Client: mgr.GetAPIReader(), Port: c.AdvertiseSSHPort, Command: c.AdvertiseCommand, Dial: c.AdvertiseDial}
 		}
@@ -134,7 +131,7 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		}
 	}
 	r := &Reconciler{
-		Options: c.Options, Pool: pool, Client: mgr.GetClient(), CiliumReader: mgr.GetAPIReader(),
+		Options: c.Options, Pool: pool, Client: mgr.GetClient(), CiliumReader: mgr.GetAPIReader(), APIReader: mgr.GetAPIReader(),
 		Recorder:   mgr.GetEventRecorderFor("stargate-routes"), //nolint:staticcheck // the events/v1 recorder is not wired in the manager yet
 		AzureTable: c.AzureTable, Tailscale: c.Tailscale,
 	}
@@ -159,8 +156,9 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Named("routes").
 		Watches(&v1alpha1.Server{}, pass, builder.WithPredicates(serverChanged())).
 		Watches(&corev1.Node{}, pass, builder.WithPredicates(nodeChanged())).
-		// A Datacenter decides which Servers are routed, and their subnet.
-		Watches(&v1alpha1.Datacenter{}, pass).
+		// A Datacenter decides which Servers are routed, and their subnet;
+		// its status (the pass's own Tailscale records) does not.
+		Watches(&v1alpha1.Datacenter{}, pass, builder.WithPredicates(datacenterChanged())).
 		// One pass at a time: a pass covers every Server.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1})
 	if c.EnableCilium {
@@ -233,6 +231,19 @@ func nodeChanged() predicate.Predicate {
 			o, ok1 := e.ObjectOld.(*corev1.Node)
 			n, ok2 := e.ObjectNew.(*corev1.Node)
 			return !ok1 || !ok2 || o.Spec.PodCIDR != n.Spec.PodCIDR || fmt.Sprint(o.Spec.PodCIDRs) != fmt.Sprint(n.Spec.PodCIDRs)
+		},
+	}
+}
+
+// datacenterChanged passes Datacenter events that change routing: spec
+// (generation), deletion and finalizers; not status writes, which the
+// pass makes itself.
+func datacenterChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld, e.ObjectNew
+			return o.GetGeneration() != n.GetGeneration() || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+				fmt.Sprint(o.GetFinalizers()) != fmt.Sprint(n.GetFinalizers())
 		},
 	}
 }

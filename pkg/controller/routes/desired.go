@@ -17,6 +17,7 @@ import (
 type member struct {
 	key     string // namespace/name
 	dc      string
+	dcName  string // the Datacenter's name
 	server  *v1alpha1.Server
 	podCIDR netip.Prefix
 	// podRoute is the CIDR the cloud routes for it: its pod CIDR, or its
@@ -26,7 +27,9 @@ type member struct {
 	routerIP string
 }
 
-// plan is the desired state of the global layers.
+// plan is the desired state of the global layers. The Tailscale routers
+// are planned from the members and the Datacenters' records
+// (tailscaleDevices).
 type plan struct {
 	members []member
 	azure   []azure.Route
@@ -58,7 +61,7 @@ func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config, inside m
 		if err != nil {
 			continue
 		}
-		m := member{key: s.Namespace + "/" + s.Name, dc: s.Namespace, server: s, podCIDR: p.Masked(), podRoute: p.Masked(), routerIP: s.Spec.RouterIP}
+		m := member{key: s.Namespace + "/" + s.Name, dc: s.Namespace, dcName: dc.Name, server: s, podCIDR: p.Masked(), podRoute: p.Masked(), routerIP: s.Spec.RouterIP}
 		if b, ok := cfg.BlockOf(m.podCIDR); ok {
 			m.podRoute = b
 		}
@@ -70,7 +73,6 @@ func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config, inside m
 	sort.Slice(pl.members, func(i, j int) bool { return pl.members[i].key < pl.members[j].key })
 
 	az := map[string]azure.Route{}
-	perRouter := map[string]map[string]bool{}
 	for _, m := range pl.members {
 		r := routeName(o.RoutePrefix, kindOf(m), m.podRoute)
 		az[r] = azure.Route{Name: r, AddressPrefix: m.podRoute.String(), NextHop: o.AzureNextHop}
@@ -78,46 +80,12 @@ func (o *Options) buildPlan(servers []v1alpha1.Server, cfg ipam.Config, inside m
 			r := routeName(o.RoutePrefix, "subnet", m.subnet)
 			az[r] = azure.Route{Name: r, AddressPrefix: m.subnet.String(), NextHop: o.AzureNextHop}
 		}
-		if m.routerIP == "" {
-			continue
-		}
-		if perRouter[m.routerIP] == nil {
-			perRouter[m.routerIP] = map[string]bool{}
-		}
-		perRouter[m.routerIP][m.podRoute.String()] = true
-		if m.subnet.IsValid() {
-			perRouter[m.routerIP][m.subnet.String()] = true
-		}
-	}
-	// A router whose last Server is going away is still synced, with
-	// nothing wanted, so its Stargate routes are disabled.
-	for i := range servers {
-		s := &servers[i]
-		if !s.DeletionTimestamp.IsZero() && s.Spec.RouterIP != "" && perRouter[s.Spec.RouterIP] == nil {
-			perRouter[s.Spec.RouterIP] = map[string]bool{}
-		}
 	}
 	for _, r := range az {
 		pl.azure = append(pl.azure, r)
 	}
 	sort.Slice(pl.azure, func(i, j int) bool { return pl.azure[i].Name < pl.azure[j].Name })
 
-	if o.AKSRouterTailnetIP != "" {
-		pl.routers = append(pl.routers, tailscale.Router{TailnetIP: o.AKSRouterTailnetIP, Want: o.AKSRoutes})
-	}
-	ips := make([]string, 0, len(perRouter))
-	for ip := range perRouter {
-		ips = append(ips, ip)
-	}
-	sort.Strings(ips)
-	for _, ip := range ips {
-		var want []string
-		for r := range perRouter[ip] {
-			want = append(want, r)
-		}
-		sort.Strings(want)
-		pl.routers = append(pl.routers, tailscale.Router{TailnetIP: ip, Want: want, ManageAdvertisement: true})
-	}
 	return pl
 }
 

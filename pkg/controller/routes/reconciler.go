@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -89,10 +88,13 @@ type Reconciler struct {
 	// CiliumReader reads CiliumNodes: the manager's cache when the CRD
 	// was served at start (and so is watched), else the API directly.
 	CiliumReader client.Reader
-	Recorder     record.EventRecorder
-	AzureTable   *azure.Table
-	Tailscale    *tailscale.Syncer
-	Now          func() time.Time
+	// APIReader reads Datacenters around the cache before their Tailscale
+	// records change; Client when nil.
+	APIReader  client.Reader
+	Recorder   record.EventRecorder
+	AzureTable *azure.Table
+	Tailscale  *tailscale.Syncer
+	Now        func() time.Time
 	// CPUTime, when set, is read around each step of a pass to fill
 	// PassStats.CPU (the benchmark passes the process's CPU time).
 	CPUTime func() time.Duration
@@ -249,8 +251,28 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	// routerOK says whether a router's routes are known right; a Server
 	// without a router has nothing on the tailnet.
 	routerOK := func(ip string) bool { return true }
-	if r.EnableTailscale && r.Tailscale != nil {
-		routerOK = r.tailscalePass(ctx, pl, reports, &st)
+	tailscaleOn := r.EnableTailscale && r.Tailscale != nil
+	if tailscaleOn {
+		var dcList v1alpha1.DatacenterList
+		if err := r.Client.List(ctx, &dcList); err != nil {
+			return st, fmt.Errorf("list Datacenters: %w", err)
+		}
+		// Finalizers first: a Datacenter holds its records until its
+		// routes are withdrawn.
+		st.Errors = append(st.Errors, r.datacenterFinalizers(ctx, r.Client, true)...)
+		devs := r.tailscaleDevices(pl.members, dcList.Items)
+		pl.routers = r.routers(devs, dcList.Items)
+		var results []tailscale.RouterResult
+		routerOK, results = r.tailscalePass(ctx, pl, reports, &st)
+		st.Errors = append(st.Errors, r.settleRecords(ctx, devs, results, dcList.Items)...)
+	}
+	// Release Datacenters being deleted whose records are empty now: read
+	// around the cache, which may not have the records just written.
+	var dcNow v1alpha1.DatacenterList
+	if err := r.Client.List(ctx, &dcNow); err == nil && slices.ContainsFunc(dcNow.Items, func(d v1alpha1.Datacenter) bool {
+		return !d.DeletionTimestamp.IsZero() && controllerutil.ContainsFinalizer(&d, stargate.FinalizerRoutes)
+	}) {
+		st.Errors = append(st.Errors, r.datacenterFinalizers(ctx, r.APIReader, tailscaleOn)...)
 	}
 	lap("tailscale")
 	var ciliumNodes map[string]*unstructured.Unstructured
@@ -369,8 +391,11 @@ func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]
 	return err == nil
 }
 
-func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) func(string) bool {
-	wantKey := fmt.Sprint(pl.routers)
+func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) (func(string) bool, []tailscale.RouterResult) {
+	var wantKey string
+	for _, rt := range pl.routers {
+		wantKey += fmt.Sprint(rt.TailnetIP, rt.Want, rt.ManageAdvertisement)
+	}
 	results, err := r.Tailscale.Sync(ctx, pl.routers)
 	byIP := map[string]tailscale.RouterResult{}
 	ok := err == nil
@@ -445,7 +470,7 @@ func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[str
 		}
 		res, found := byIP[ip]
 		return err == nil && (!found || res.Err == nil)
-	}
+	}, results
 }
 
 func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*unstructured.Unstructured, listErr error, reports map[string]serverReport, st *PassStats) {
@@ -678,7 +703,3 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-// owns says whether an enabled Tailscale route is Stargate's: it lies in
-// the pod pool.
-func (r *Reconciler) owns(p netip.Prefix) bool { return r.Pool.Pool.Overlaps(p) }

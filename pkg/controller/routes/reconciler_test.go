@@ -71,7 +71,7 @@ func newFixture(t *testing.T, pool ipam.Config, objs []client.Object) *fixture {
 	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Server"), meta.RESTScopeNamespace)
 	mapper.Add(v1alpha1.SchemeGroupVersion.WithKind("Datacenter"), meta.RESTScopeRoot)
 	objs = append(testDatacenters(), objs...)
-	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithRESTMapper(mapper).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Server{}).Build()
+	kube := fake.NewClientBuilder().WithScheme(manager.Scheme).WithRESTMapper(mapper).WithObjects(objs...).WithStatusSubresource(&v1alpha1.Server{}, &v1alpha1.Datacenter{}).Build()
 	az := azurefake.New("rg", "rt")
 	rtc, err := armnetwork.NewRouteTablesClient("sub", &azfake.TokenCredential{}, azure.ClientOptions(az.Transport()))
 	if err != nil {
@@ -91,7 +91,7 @@ func newFixture(t *testing.T, pool ipam.Config, objs []client.Object) *fixture {
 	o.AzureNextHop = "10.224.0.4"
 	r := &Reconciler{Options: o, Pool: pool, Client: kube, CiliumReader: kube, Recorder: &record.FakeRecorder{},
 		AzureTable: &azure.Table{Client: rtc, ResourceGroup: "rg", Name: "rt", Prefix: o.RoutePrefix, MaxRoutes: o.MaxRoutes},
-		Tailscale:  &tailscale.Syncer{Client: tsc, Owned: pool.Pool.Overlaps}, Now: time.Now}
+		Tailscale:  &tailscale.Syncer{Client: tsc}, Now: time.Now}
 	return &fixture{r: r, az: az, ts: ts, kub: kube}
 }
 
@@ -244,5 +244,44 @@ func TestServerOutsideItsDatacenterIsNotRouted(t *testing.T) {
 	// The members are routed all the same.
 	if s := f.server(t, "dc-0", "w00"); meta.FindStatusCondition(s.Status.Conditions, stargate.ConditionAzureRouteSynced).Status != metav1.ConditionTrue {
 		t.Errorf("member w00 not routed: %+v", s.Status.Conditions)
+	}
+}
+
+func TestTailscaleOwnershipIsRecordedAndOnlyRecordedRoutesAreWithdrawn(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24}
+	f := newFixture(t, pool, testServers(2, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) }))
+	// An admin enabled a route inside the pod pool by hand.
+	f.ts.SetEnabled("n0", []string{"10.244.9.0/24"})
+	ctx := context.Background()
+	if _, err := f.r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var dc v1alpha1.Datacenter
+	if err := f.kub.Get(ctx, client.ObjectKey{Name: "dc-0"}, &dc); err != nil {
+		t.Fatal(err)
+	}
+	want := []v1alpha1.TailscaleRouteRecord{{TailnetIP: "100.64.1.0", DeviceID: "n0", Enabled: []string{"10.244.0.0/24", "10.50.0.0/24"}}}
+	if fmt.Sprint(dc.Status.Tailscale) != fmt.Sprint(want) || !slices.Contains(dc.Finalizers, stargate.FinalizerRoutes) {
+		t.Fatalf("dc-0 status.tailscale %+v finalizers %v, want %+v and %s", dc.Status.Tailscale, dc.Finalizers, want, stargate.FinalizerRoutes)
+	}
+	if got := f.ts.Device("n0").Enabled; !slices.Equal(got, []string{"10.244.0.0/24", "10.244.9.0/24", "10.50.0.0/24"}) {
+		t.Fatalf("n0 enabled %v", got)
+	}
+	// The Datacenter goes: its routes are withdrawn, the admin's stays,
+	// and then it is released.
+	if err := f.kub.Delete(ctx, &dc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ts.Device("n0").Enabled; !slices.Equal(got, []string{"10.244.9.0/24"}) {
+		t.Fatalf("n0 enabled %v after its Datacenter was deleted, want only the admin's 10.244.9.0/24", got)
+	}
+	if err := f.kub.Get(ctx, client.ObjectKey{Name: "dc-0"}, &dc); err == nil {
+		t.Fatalf("Datacenter dc-0 not released: finalizers %v status.tailscale %+v", dc.Finalizers, dc.Status.Tailscale)
+	}
+	if got := f.ts.Device("n1").Enabled; !slices.Equal(got, []string{"10.244.1.0/24", "10.50.1.0/24"}) {
+		t.Fatalf("n1 enabled %v: the other datacenter lost its routes", got)
 	}
 }
