@@ -54,9 +54,25 @@ type Table struct {
 	// ConflictRetries is how often a write refused with 412 is re-read and
 	// tried again before giving up.
 	ConflictRetries int
-	// PollFrequency is how often a long-running PUT is polled.
+	// PollFrequency is how often a long-running PUT is polled (at least
+	// a second, the SDK's minimum; 5s when 0).
 	PollFrequency time.Duration
+	// OperationTimeout bounds one PUT of the table, its long-running
+	// operation polled to the end included (DefaultOperationTimeout when
+	// 0): an operation that hangs fails the write with ErrOperationTimeout
+	// instead of holding the pass.
+	OperationTimeout time.Duration
 }
+
+// DefaultOperationTimeout bounds a route table PUT and its polling.
+const DefaultOperationTimeout = 2 * time.Minute
+
+// DefaultTryTimeout bounds each HTTP request (one try) to the Azure API.
+const DefaultTryTimeout = 30 * time.Second
+
+// ErrOperationTimeout means a long-running operation did not complete
+// within Table.OperationTimeout.
+var ErrOperationTimeout = errors.New("long-running operation did not complete in time")
 
 // ClientOptions are the pipeline options Stargate uses: the SDK's retry
 // policy honours Retry-After on 429 (and 503) and backs off exponentially
@@ -69,6 +85,8 @@ func ClientOptions(transport policy.Transporter) *arm.ClientOptions {
 		RetryDelay:    time.Second,
 		MaxRetryDelay: time.Minute,
 		StatusCodes:   []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+		// A request that hangs is given up and retried.
+		TryTimeout: DefaultTryTimeout,
 	}
 	if transport != nil {
 		o.Transport = transport
@@ -266,6 +284,12 @@ func (t *Table) put(ctx context.Context, rt armnetwork.RouteTable, want []Route,
 	// Azure ignores read-only fields on PUT; dropping them keeps the body small.
 	rt.Properties.Subnets = nil
 	rt.Properties.ProvisioningState = nil
+	timeout := t.OperationTimeout
+	if timeout <= 0 {
+		timeout = DefaultOperationTimeout
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w: put route table %s/%s still running after %v", ErrOperationTimeout, t.ResourceGroup, t.Name, timeout))
+	defer cancel()
 	if etag != "" {
 		ctx = policy.WithHTTPHeader(ctx, http.Header{"If-Match": []string{etag}})
 	}
@@ -280,6 +304,9 @@ func (t *Table) put(ctx context.Context, rt armnetwork.RouteTable, want []Route,
 	freq = max(freq, time.Second) // the SDK's minimum
 	resp, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: freq})
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrOperationTimeout) {
+			return Snapshot{}, cause
+		}
 		return Snapshot{}, fmt.Errorf("put route table %s/%s: %w", t.ResourceGroup, t.Name, err)
 	}
 	return t.snapshot(resp.RouteTable), nil

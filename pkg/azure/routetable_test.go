@@ -133,3 +133,27 @@ func TestSyncRefusesToPassTheRouteLimit(t *testing.T) {
 		t.Fatal("wrote past the limit")
 	}
 }
+
+// TestHungLongRunningOperationIsBounded: a PUT whose long-running operation
+// never completes fails the sync with ErrOperationTimeout once the bound
+// has passed, instead of polling forever.
+func TestHungLongRunningOperationIsBounded(t *testing.T) {
+	fk := azurefake.New("rg", "aks-rt")
+	tbl := newTable(t, fk)
+	tbl.OperationTimeout = 2 * time.Second
+	fk.HangNextWrites(1)
+	start := time.Now()
+	_, err := tbl.Sync(context.Background(), want(3))
+	took := time.Since(start)
+	if !errors.Is(err, azure.ErrOperationTimeout) {
+		t.Fatalf("sync with a hung operation: %v, want ErrOperationTimeout", err)
+	}
+	if took < tbl.OperationTimeout || took > tbl.OperationTimeout+2*time.Second {
+		t.Fatalf("sync returned after %v, want about the bound of %v", took, tbl.OperationTimeout)
+	}
+	t.Logf("hung operation given up after %v: %v", took.Round(time.Millisecond), err)
+	// The next sync, with a working API, finds the routes written.
+	if _, err := tbl.Sync(context.Background(), want(3)); err != nil {
+		t.Fatal(err)
+	}
+}

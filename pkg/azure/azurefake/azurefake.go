@@ -75,6 +75,9 @@ type Table struct {
 	throttleAfter                string
 	// retryAt is, per User-Agent, when its last 429 allows a retry.
 	retryAt map[string]time.Time
+	// hangWrites is how many of the next table PUTs never complete: the
+	// write is applied, but the long-running operation stays in progress.
+	hangWrites int
 	// history records accepted writes when keepHistory is set.
 	keepHistory bool
 	history     []Change
@@ -385,9 +388,28 @@ func (t *Table) putTable(ctx context.Context, rg, name string, rt armnetwork.Rou
 	}
 	t.mu.Lock()
 	out = t.tableLocked()
+	hang := t.hangWrites > 0
+	if hang {
+		t.hangWrites--
+	}
 	t.mu.Unlock()
+	if hang {
+		// In progress for as long as anyone polls at the SDK's minimum
+		// frequency of a second (over a day).
+		for range 100000 {
+			resp.AddNonTerminalResponse(http.StatusCreated, nil)
+		}
+	}
 	resp.SetTerminalResponse(http.StatusOK, armnetwork.RouteTablesClientCreateOrUpdateResponse{RouteTable: out}, nil)
 	return
+}
+
+// HangNextWrites makes the next n table PUTs long-running operations that
+// do not complete: the routes are written, but polling never sees the end.
+func (t *Table) HangNextWrites(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.hangWrites = n
 }
 
 func (t *Table) putRoute(ctx context.Context, rg, table, name string, r armnetwork.Route, _ *armnetwork.RoutesClientBeginCreateOrUpdateOptions) (resp azfake.PollerResponder[armnetwork.RoutesClientCreateOrUpdateResponse], errResp azfake.ErrorResponder) {

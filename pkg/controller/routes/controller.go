@@ -85,6 +85,8 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AzureRouteTable, "azure-route-table", c.AzureRouteTable, "Name of the AKS subnet's route table.")
 	fs.StringVar(&c.RoutePrefix, "azure-route-prefix", c.RoutePrefix, "Name prefix of the routes Stargate owns; no other route is ever changed.")
 	fs.StringVar(&c.AzureNextHop, "aks-router-ip", c.AzureNextHop, "Private IP of the AKS router, next hop of every Stargate route.")
+	fs.DurationVar(&c.AzureOperationTimeout, "azure-operation-timeout", c.AzureOperationTimeout, "Longest a write of the route table may take, its long-running operation polled to the end included; a hung operation fails the pass's Azure layer (AzureOperationTimeout) and the next pass tries again.")
+	fs.DurationVar(&c.AzurePollInterval, "azure-poll-interval", c.AzurePollInterval, "How often a long-running route table write is polled (at least 1s).")
 	fs.IntVar(&c.MaxRoutes, "azure-route-limit", c.MaxRoutes, "Route limit of the table; the condition warns from 90% of it.")
 	fs.StringVar(&c.AKSRouterTailnetIP, "aks-router-tailnet-ip", c.AKSRouterTailnetIP, "Tailnet IP of the AKS router.")
 	fs.StringSliceVar(&c.AKSRoutes, "aks-router-routes", c.AKSRoutes, "Routes the AKS router advertises and must have enabled (AKS pod and service CIDRs).")
@@ -184,7 +186,8 @@ func (c *Controller) azureTable() (*azure.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &azure.Table{Client: client, ResourceGroup: c.AzureResourceGroup, Name: c.AzureRouteTable, Prefix: c.RoutePrefix, MaxRoutes: c.MaxRoutes}, nil
+	return &azure.Table{Client: client, ResourceGroup: c.AzureResourceGroup, Name: c.AzureRouteTable, Prefix: c.RoutePrefix, MaxRoutes: c.MaxRoutes,
+		OperationTimeout: c.AzureOperationTimeout, PollFrequency: c.AzurePollInterval}, nil
 }
 
 func (c *Controller) tailscaleSyncer(ctx context.Context, reader client.Reader) (*tailscale.Syncer, error) {

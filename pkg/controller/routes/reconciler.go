@@ -52,6 +52,9 @@ type Options struct {
 	RoutePrefix string
 	// AzureNextHop is the AKS router's private IP.
 	AzureNextHop string
+	// AzureOperationTimeout bounds a route table write with its polling;
+	// AzurePollInterval is how often it is polled.
+	AzureOperationTimeout, AzurePollInterval time.Duration
 	// MaxRoutes is the route table's limit; NearLimit the fraction of it
 	// from which the condition warns.
 	MaxRoutes int
@@ -69,14 +72,16 @@ type Options struct {
 // DefaultOptions are the flag defaults.
 func DefaultOptions() Options {
 	return Options{
-		EnableCilium:     true,
-		Resync:           5 * time.Minute,
-		StatusRefresh:    30 * time.Minute,
-		RoutePrefix:      "stargate-",
-		MaxRoutes:        400,
-		NearLimit:        0.9,
-		AKSRoutes:        []string{"10.244.0.0/16", "10.0.0.0/16"},
-		WorkerSubnetBits: 24,
+		EnableCilium:          true,
+		Resync:                5 * time.Minute,
+		StatusRefresh:         30 * time.Minute,
+		RoutePrefix:           "stargate-",
+		MaxRoutes:             400,
+		NearLimit:             0.9,
+		AzureOperationTimeout: azure.DefaultOperationTimeout,
+		AzurePollInterval:     5 * time.Second,
+		AKSRoutes:             []string{"10.244.0.0/16", "10.0.0.0/16"},
+		WorkerSubnetBits:      24,
 	}
 }
 
@@ -359,6 +364,8 @@ func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]
 	switch {
 	case errors.Is(err, azure.ErrRouteLimit):
 		reason, msg, healthyAll = "RouteLimitExceeded", err.Error()+"; turn on datacenter blocks (-datacenter-block-size) so each datacenter needs one route", false
+	case errors.Is(err, azure.ErrOperationTimeout):
+		reason, msg, healthyAll = "AzureOperationTimeout", err.Error()+"; the next pass tries again", false
 	case err != nil:
 		reason, msg, healthyAll = "AzureError", err.Error(), false
 	case r.MaxRoutes > 0 && float64(res.After.Total) >= r.NearLimit*float64(r.MaxRoutes):

@@ -285,3 +285,27 @@ func TestTailscaleOwnershipIsRecordedAndOnlyRecordedRoutesAreWithdrawn(t *testin
 		t.Fatalf("n1 enabled %v: the other datacenter lost its routes", got)
 	}
 }
+
+// TestHungAzureOperationEndsThePassWithACondition: a route table write
+// whose long-running operation never completes ends the pass within the
+// bound, with AzureRouteSynced False (AzureOperationTimeout).
+func TestHungAzureOperationEndsThePassWithACondition(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24}
+	f := newFixture(t, pool, testServers(2, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) }))
+	f.r.AzureTable.OperationTimeout, f.r.AzureTable.PollFrequency = 2*time.Second, time.Second
+	f.az.HangNextWrites(1)
+	start := time.Now()
+	st, err := f.r.Pass(context.Background())
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > f.r.AzureTable.OperationTimeout+3*time.Second || len(st.Errors) == 0 {
+		t.Fatalf("pass took %v (bound %v), errors %v", took, f.r.AzureTable.OperationTimeout, st.Errors)
+	}
+	c := meta.FindStatusCondition(f.server(t, "dc-0", "w00").Status.Conditions, "AzureRouteSynced")
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "AzureOperationTimeout" || !strings.Contains(c.Message, "still running after 2s") {
+		t.Fatalf("AzureRouteSynced %+v", c)
+	}
+	t.Logf("pass with a hung Azure operation returned in %v: %s", took.Round(time.Millisecond), c.Message)
+}
