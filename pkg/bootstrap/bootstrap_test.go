@@ -210,3 +210,111 @@ func TestOldResultLineInScriptOutputIsNotTheResult(t *testing.T) {
 		t.Fatalf("first result line of op-new is %q (%v), want exit status 4", results[0], err)
 	}
 }
+
+// alive says whether process pid runs (a zombie has ended).
+func alive(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+// startHanging starts the runner of Operation uid under ops with a script
+// that leaves a background process (its pid in the file marker) and hangs,
+// and returns that process's pid once it runs.
+func startHanging(t *testing.T, ops, uid string, env []string) (marker string, runner *exec.Cmd) {
+	t.Helper()
+	markerFile := filepath.Join(t.TempDir(), "marker")
+	script := "#!/bin/bash\nsleep 300 &\necho $! >" + markerFile + "\nsleep 300\n"
+	payload, err := Payload([]byte(script), NodeConfig{NodeName: "n"}, []byte("kubeconfig"), []byte("ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", RunCommand(WorkDir(ops, uid)))
+	cmd.Stdin, cmd.Env = bytes.NewReader(payload), env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(markerFile); len(b) > 0 && strings.HasSuffix(string(b), "\n") {
+			return strings.TrimSpace(string(b)), cmd
+		}
+	}
+	t.Fatal("the hanging script did not start")
+	return "", nil
+}
+
+// A script whose runner is gone (timed out, controller killed, Operation
+// deleted) is stopped, with what it left running, before the next
+// Operation's script starts on the host; the new runner says so.
+func TestRunnerStopsUnfinishedScriptOfAnotherOperationBeforeItStarts(t *testing.T) {
+	tmp := t.TempDir()
+	env := sudoStandinEnv(t, tmp)
+	ops := filepath.Join(tmp, "ops")
+	marker, old := startHanging(t, ops, "op-old", env)
+	_ = old.Process.Kill() // the session is gone; the script goes on
+	_ = old.Wait()
+	if !alive(marker) {
+		t.Fatal("the old script's process died with its session")
+	}
+	check := filepath.Join(tmp, "check")
+	// A zombie (killed, not yet reaped by init) counts as gone.
+	script := "#!/bin/bash\nstate=$(awk '{print $3}' /proc/" + marker + "/stat 2>/dev/null)\nif [ -n \"$state\" ] && [ \"$state\" != Z ]; then echo alive >" + check + "; else echo gone >" + check + "; fi\n"
+	payload, err := Payload([]byte(script), NodeConfig{NodeName: "n"}, []byte("kubeconfig"), []byte("ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(runRunner(t, WorkDir(ops, "op-new"), payload, env), "\n")
+	if !strings.Contains(out, StoppedMarker+"op-old ") {
+		t.Errorf("the new runner did not say it stopped op-old:\n%s", out)
+	}
+	if b, _ := os.ReadFile(check); strings.TrimSpace(string(b)) != "gone" {
+		t.Errorf("the old script's process was %q when the new script started, want gone", strings.TrimSpace(string(b)))
+	}
+	if alive(marker) {
+		t.Errorf("process %s of the old script still runs", marker)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ops, "op-old", "result")); !strings.HasPrefix(string(b), "143 ") {
+		t.Errorf("the stopped script's result is %q, want exit status 143", b)
+	}
+	// A finished script is left alone: a third Operation stops nothing.
+	out = strings.Join(runRunner(t, WorkDir(ops, "op-third"), payload, env), "\n")
+	if strings.Contains(out, StoppedMarker) {
+		t.Errorf("the runner stopped a finished script:\n%s", out)
+	}
+}
+
+// StopCommand stops the Operation's own script and what it started; the
+// runner that followed it ends with the result 143.
+func TestStopCommandStopsTheScriptAndItsProcesses(t *testing.T) {
+	tmp := t.TempDir()
+	env := sudoStandinEnv(t, tmp)
+	ops := filepath.Join(tmp, "ops")
+	marker, runner := startHanging(t, ops, "op-1", env)
+	cmd := exec.Command("sh", "-c", StopCommand(WorkDir(ops, "op-1"), "after a timeout"))
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), StoppedMarker+"op-1 ") {
+		t.Errorf("stop printed %q", out)
+	}
+	if alive(marker) {
+		t.Errorf("process %s of the script still runs", marker)
+	}
+	done := make(chan error, 1)
+	go func() { done <- runner.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("the runner following the stopped script did not end")
+	}
+	log, _ := os.ReadFile(filepath.Join(ops, "op-1", "output.log"))
+	if !strings.Contains(string(log), "stopped by stargate-controller: after a timeout") || !strings.Contains(string(log), ResultPrefix("op-1")+"143 ") {
+		t.Errorf("output.log does not say the script was stopped: %q", log)
+	}
+}

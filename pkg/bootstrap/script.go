@@ -151,6 +151,21 @@ func StartedCommand(dir string) string {
 	return fmt.Sprintf(`if [ -d %[1]s/started.d ]; then echo started; fi`, dir)
 }
 
+// StopCommand stops the script of dir (from WorkDir) when it started and
+// has not finished, with every process it started (they carry
+// STARGATE_OPERATION=<operation UID> in their environment), and records
+// its result as exit code 143 with why in its output. It prints a
+// StoppedMarker line when the script had started and had not finished.
+func StopCommand(dir, why string) string {
+	return fmt.Sprintf(`if [ -f %[1]s/runner.sh ]; then exec sh %[1]s/runner.sh %[1]s stop %[2]s; fi`, dir, shellQuote(why))
+}
+
+// StoppedMarker starts a line of the runner: "@@stargate-stopped
+// <operation UID> <process group>", printed for every script of another
+// Operation it stopped on the host before it started its own (and by
+// StopCommand).
+const StoppedMarker = "@@stargate-stopped "
+
 // ResultMarker starts the runner's last line: "@@stargate-result <Operation
 // UID> <exit code> <milliseconds>". The runner takes the UID from its work
 // directory's name (WorkDir), so a line of an older Operation's output

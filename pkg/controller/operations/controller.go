@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -228,6 +229,13 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		// reconcile that only reads the Operation again.
 		For(&stargatev1alpha1.Operation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Node{}, r.nodes.handler()).
+		// A deleted Operation ends its run at once (the queue would only
+		// reconcile it after the run).
+		Watches(&stargatev1alpha1.Operation{}, handler.Funcs{
+			DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.cancelDeleted(e.Object.GetUID())
+			},
+		}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: c.Opts.MaxConcurrentRepaves}).
 		Complete(r)
 }
@@ -246,11 +254,21 @@ type Reconciler struct {
 	// per repave.
 	Jumps *sshexec.JumpPool
 
-	caPEM   []byte
-	rbacMu  sync.Mutex
-	rbacOK  bool
-	nodes   *nodeWaiter
+	caPEM  []byte
+	rbacMu sync.Mutex
+	rbacOK bool
+	nodes  *nodeWaiter
+	// running maps the UID of each Operation being reconciled to the
+	// cancel function of its run.
 	running sync.Map
+}
+
+// cancelDeleted ends the run of the deleted Operation uid, if one runs:
+// it then stops its script on the host and deletes its token.
+func (r *Reconciler) cancelDeleted(uid types.UID) {
+	if c, ok := r.running.Load(uid); ok {
+		c.(context.CancelCauseFunc)(errOperationDeleted)
+	}
 }
 
 // nodeWaiter wakes repaves waiting for a Node when it changes.
@@ -261,12 +279,41 @@ type nodeWaiter struct {
 
 func newNodeWaiter() *nodeWaiter { return &nodeWaiter{waiters: map[string][]chan struct{}{}} }
 
-func (w *nodeWaiter) wait(name string) <-chan struct{} {
+// wait returns a channel closed when Node name changes, and the function
+// that unregisters it: call it when done waiting, or the channel stays
+// registered until the Node changes, which may be never.
+func (w *nodeWaiter) wait(name string) (<-chan struct{}, func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ch := make(chan struct{})
 	w.waiters[name] = append(w.waiters[name], ch)
-	return ch
+	return ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		chs := w.waiters[name]
+		for i, c := range chs {
+			if c == ch {
+				chs = append(chs[:i], chs[i+1:]...)
+				break
+			}
+		}
+		if len(chs) == 0 {
+			delete(w.waiters, name)
+		} else {
+			w.waiters[name] = chs
+		}
+	}
+}
+
+// registered is the number of registered waiters.
+func (w *nodeWaiter) registered() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, chs := range w.waiters {
+		n += len(chs)
+	}
+	return n
 }
 
 func (w *nodeWaiter) notify(name string) {

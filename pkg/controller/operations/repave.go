@@ -57,6 +57,18 @@ const (
 	// condition says.
 	ReasonNoDatacenter           = stargate.ReasonNoDatacenter
 	ReasonNotInDatacenterNetwork = stargate.ReasonNotInDatacenterNetwork
+	// ReasonNotClaimed fails an Operation the Server's claim
+	// (status.lastOperation, set by POST servers/NAME/repave) does not
+	// name: one created directly, or a stale one the Server no longer
+	// runs. It runs nothing on the host.
+	ReasonNotClaimed = "NotClaimedByServer"
+	// ReasonOperationDeleted is the Server's Provisioned reason when its
+	// Operation was deleted while it ran; its script was stopped.
+	ReasonOperationDeleted = "OperationDeleted"
+	// ReasonScriptStopped is the event of an Operation whose runner
+	// stopped another Operation's unfinished script on the host before
+	// its own started.
+	ReasonScriptStopped = "StoppedPreviousScript"
 )
 
 // Secret keys of the SSH credentials.
@@ -76,6 +88,12 @@ type repave struct {
 	known   []byte
 	script  []byte
 	ssh     *sshexec.Client
+	// claimed says the Server's claim names this Operation: only then
+	// does it write the Server's status.
+	claimed bool
+	// stoppedOthers are the Operations (UIDs) whose unfinished scripts
+	// the runner stopped on the host before this one's started.
+	stoppedOthers []string
 
 	// token is the bootstrap token Secret of this Operation when this run
 	// made or found it; tokenOnly says this run made it, so it is the only
@@ -112,13 +130,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	log := logf.FromContext(ctx).WithValues("operation", klogRef(op), "server", op.Spec.ServerRef.Name)
 	rp := &repave{opRun: newOpRun(r, op, log)}
+	// The run ends early when its Operation is deleted (see
+	// Reconciler.cancelDeleted); then it stops what it started.
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.running.Store(op.UID, cancel)
+	defer r.running.Delete(op.UID)
 	defer func() {
 		if rp.ssh != nil {
 			_ = rp.ssh.Close()
 		}
 		rp.waitServer()
 	}()
-	return ctrl.Result{}, rp.run(ctx)
+	return ctrl.Result{}, rp.run(runCtx)
 }
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
@@ -150,6 +174,9 @@ func (p *repave) run(ctx context.Context) error {
 	// before that write left nothing to find.
 	resolveStart := metav1.Now()
 	if err := p.resolve(ctx); err != nil {
+		if operationDeleted(ctx, err) {
+			return p.abandon(ctx)
+		}
 		return p.finish(ctx, StepResolve, err)
 	}
 	if first {
@@ -181,6 +208,9 @@ func (p *repave) run(ctx context.Context) error {
 		{StepWaitForNode, p.waitForNode},
 	} {
 		if err := p.step(ctx, s.name, s.fn); err != nil {
+			if operationDeleted(ctx, err) {
+				return p.abandon(ctx)
+			}
 			if ctx.Err() != nil {
 				// Shutting down: leave the Operation as it is, to resume.
 				return err

@@ -51,6 +51,21 @@ func (p *repave) resolve(ctx context.Context) error {
 		}
 		return err
 	}
+	// One bootstrap at a time per Server: only the Operation the Server's
+	// claim names runs. POST servers/NAME/repave claims the Server (after
+	// checking its last Operation is done) and then creates the
+	// Operation; one created any other way, or one the Server has since
+	// given to a newer Operation, touches neither the host nor the
+	// Server's status.
+	if claim := p.server.Status.LastOperation; claim != p.op.Name {
+		holder := "no Operation"
+		if claim != "" {
+			holder = "Operation " + claim
+		}
+		return fail(ReasonNotClaimed, "Server %s/%s is claimed by %s (status.lastOperation), not by this Operation; an Operation runs only when POST servers/%s/repave claimed the Server for it (kubectl create --raw /apis/stargate.io/v1alpha1/namespaces/%s/servers/%s/repave -f request.json)",
+			ns, p.server.Name, holder, p.server.Name, ns, p.server.Name)
+	}
+	p.claimed = true
 	// Only a Server of a declared datacenter, inside its network, is
 	// repaved: decided before anything else, so nothing (no token, no SSH)
 	// exists for any other.
@@ -409,7 +424,11 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	dir := bootstrap.WorkDir(p.r.Opts.RemoteWorkDir, string(p.op.UID))
 	started := false
 	if p.resumedSteps[StepScript] {
-		out, err := c.Output(ctx, bootstrap.StartedCommand(dir))
+		// Bounded like every command: a deadline here, the output by
+		// sshexec.
+		cctx, cancel := context.WithTimeout(ctx, resumeCheckTimeout)
+		out, err := c.Output(cctx, bootstrap.StartedCommand(dir))
+		cancel()
 		if err != nil {
 			return "", fmt.Errorf("check whether the script started: %w", err)
 		}
@@ -429,7 +448,9 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	} else {
 		p.log.Info("the bootstrap script already started; following it")
 	}
-	sctx, cancel := context.WithTimeout(ctx, p.r.Opts.ScriptTimeout)
+	// A resumed script gets what is left of --bootstrap-script-timeout
+	// from the step's recorded start, not a new timeout per restart.
+	sctx, cancel := context.WithDeadline(ctx, p.stepDeadline(StepScript, p.r.Opts.ScriptTimeout))
 	defer cancel()
 	tail := newTail(p.r.Opts.OutputTailBytes, p.redact)
 	pr, pw := io.Pipe()
@@ -464,6 +485,10 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 			}
 			continue
 		}
+		if r, ok := strings.CutPrefix(line, bootstrap.StoppedMarker); ok {
+			p.stoppedScript(r)
+			continue
+		}
 		tail.Add(line)
 		if time.Since(lastFlush) > 2*time.Second {
 			p.op.Status.OutputTail = tail.String()
@@ -480,7 +505,13 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	p.op.Status.OutputTail = tail.String()
 	if result == "" {
 		if sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			return "", fail(ReasonScriptFailed, "the bootstrap script did not finish within %s (--bootstrap-script-timeout); see status.outputTail", p.r.Opts.ScriptTimeout)
+			// Stopped before the Operation ends, so no later repave
+			// finds it running.
+			stopped := "it was stopped on the host"
+			if err := p.stopScript(ctx, "after --bootstrap-script-timeout "+p.r.Opts.ScriptTimeout.String()); err != nil {
+				stopped = "stopping it on the host failed (the next repave of this server stops it before it starts): " + err.Error()
+			}
+			return "", fail(ReasonScriptFailed, "the bootstrap script did not finish within %s (--bootstrap-script-timeout); %s; see status.outputTail", p.r.Opts.ScriptTimeout, stopped)
 		}
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -499,45 +530,111 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	if code != 0 {
 		return "", fail(ReasonScriptFailed, "the bootstrap script exited with status %d after %s; see status.outputTail", code, d.Round(time.Millisecond))
 	}
-	return fmt.Sprintf("the bootstrap script succeeded in %s", d.Round(time.Millisecond)), nil
+	msg := fmt.Sprintf("the bootstrap script succeeded in %s", d.Round(time.Millisecond))
+	if len(p.stoppedOthers) > 0 {
+		msg += fmt.Sprintf("; before it started, the unfinished script of Operation %s was stopped on the host", strings.Join(p.stoppedOthers, ", "))
+	}
+	return msg, nil
+}
+
+// resumeCheckTimeout bounds the command that checks whether a resumed
+// script started, and stopScript.
+const resumeCheckTimeout = 30 * time.Second
+
+// stoppedScript records a line of the runner saying it stopped another
+// Operation's unfinished script (rest: "<operation UID> <process group>")
+// before this one's started.
+func (p *repave) stoppedScript(rest string) {
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return
+	}
+	uid := f[0]
+	if uid == string(p.op.UID) {
+		return
+	}
+	p.stoppedOthers = append(p.stoppedOthers, uid)
+	p.log.Info("stopped the unfinished bootstrap script of another Operation on the host before this one's started", "operationUID", uid)
+	p.r.Recorder.Eventf(p.op, p.server, corev1.EventTypeNormal, ReasonScriptStopped, "Repave",
+		"Stopped the unfinished bootstrap script of Operation UID %s on server %s before this one's started", uid, p.server.Name)
+}
+
+// stopScript stops this Operation's script on the host if it started and
+// has not finished (bootstrap.StopCommand), with every process it
+// started, why saying why in its output. It is bounded by
+// resumeCheckTimeout and uses a fresh connection when the run has none.
+func (p *repave) stopScript(ctx context.Context, why string) error {
+	ctx, cancel := context.WithTimeout(ctx, resumeCheckTimeout)
+	defer cancel()
+	c, err := p.dial(ctx)
+	if err != nil {
+		return err
+	}
+	dir := bootstrap.WorkDir(p.r.Opts.RemoteWorkDir, string(p.op.UID))
+	out, err := c.Output(ctx, bootstrap.StopCommand(dir, why))
+	if err != nil {
+		// The connection may be what failed: the next user dials anew.
+		_ = c.Close()
+		p.ssh = nil
+		return err
+	}
+	if strings.Contains(string(out), bootstrap.StoppedMarker+string(p.op.UID)) {
+		p.log.Info("stopped the bootstrap script on the host", "why", why)
+	}
+	return nil
 }
 
 func (p *repave) waitForNode(ctx context.Context) (string, error) {
 	start := time.Now()
 	defer func() { p.nodeWait = time.Since(start) }()
-	deadline := time.NewTimer(p.r.Opts.NodeReadyTimeout)
+	// A resumed wait gets what is left of the step's own deadline.
+	deadline := time.NewTimer(time.Until(p.stepDeadline(StepWaitForNode, p.r.Opts.NodeReadyTimeout)))
 	defer deadline.Stop()
+	poll := time.NewTicker(5 * time.Second)
+	defer poll.Stop()
 	name := p.nodeName()
 	for {
-		changed := p.r.nodes.wait(name)
-		var node corev1.Node
-		err := p.r.Client.Get(ctx, types.NamespacedName{Name: name}, &node)
-		lastState := "has not registered"
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return "", err
-		case node.Labels[stargate.LabelServer] != p.server.Name:
-			return "", fail(ReasonNodeConflict, "Node %s registered without label %s=%s: another machine took the name", name, stargate.LabelServer, p.server.Name)
-		default:
-			ready := nodeReady(&node)
-			if ready != nil && ready.Status == corev1.ConditionTrue {
-				return fmt.Sprintf("Node %s is Ready", name), nil
-			}
-			lastState = "registered but is not Ready"
-			if ready != nil && ready.Message != "" {
-				lastState += ": " + ready.Message
-			}
+		msg, lastState, err := p.nodeState(ctx, name)
+		if msg != "" || err != nil {
+			return msg, err
 		}
+		changed, done := p.r.nodes.wait(name)
 		select {
 		case <-ctx.Done():
+			done()
 			return "", ctx.Err()
 		case <-deadline.C:
+			done()
 			return "", fail(ReasonNodeNotReady, "Node %s %s within %s (--node-ready-timeout); check kubelet on the server (journalctl -u kubelet)", name, lastState, p.r.Opts.NodeReadyTimeout)
 		case <-changed:
-		case <-time.After(5 * time.Second):
+		case <-poll.C:
 		}
+		done()
 	}
+}
+
+// nodeState reads Node name: a message when it is Ready, else how it
+// stands.
+func (p *repave) nodeState(ctx context.Context, name string) (ready, lastState string, err error) {
+	var node corev1.Node
+	err = p.r.Client.Get(ctx, types.NamespacedName{Name: name}, &node)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", "has not registered", nil
+	case err != nil:
+		return "", "", err
+	case node.Labels[stargate.LabelServer] != p.server.Name:
+		return "", "", fail(ReasonNodeConflict, "Node %s registered without label %s=%s: another machine took the name", name, stargate.LabelServer, p.server.Name)
+	}
+	c := nodeReady(&node)
+	if c != nil && c.Status == corev1.ConditionTrue {
+		return fmt.Sprintf("Node %s is Ready", name), "", nil
+	}
+	lastState = "registered but is not Ready"
+	if c != nil && c.Message != "" {
+		lastState += ": " + c.Message
+	}
+	return "", lastState, nil
 }
 
 func nodeReady(n *corev1.Node) *corev1.NodeCondition {

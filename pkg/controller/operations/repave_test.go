@@ -53,7 +53,7 @@ func testWorld(t *testing.T) (*Reconciler, *calls, client.Client) {
 		&v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s1", UID: "server-uid"}, Spec: v1.ServerSpec{
 			Hostname: "s1", IPAddress: "192.0.2.10", RouterIP: "100.64.1.1", HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk))),
 			ProvisioningProfileRef: &v1.LocalObjectReference{Name: "p"},
-		}},
+		}, Status: v1.ServerStatus{LastOperation: "op"}}, // claimed for op, as servers/s1/repave does
 		&v1.ProvisioningProfile{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"}, Spec: v1.ProvisioningProfileSpec{
 			KubernetesVersion: "1.37", AdminUsername: "root", SSHCredentialsSecretRef: &v1.LocalObjectReference{Name: "ssh"},
 		}},

@@ -57,7 +57,7 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	// active, so it is not forgotten.
 	var serverErr error
 	var wg sync.WaitGroup
-	if p.server != nil {
+	if p.server != nil && p.claimed {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -77,13 +77,13 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	}
 	if err == nil {
 		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", "Repave", "%s", cond.Message)
-		if p.server != nil {
+		if p.server != nil && p.claimed {
 			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, "Repaved", "Repave", "Operation %s: %s", p.op.Name, cond.Message)
 		}
 		p.log.Info("repave succeeded")
 	} else {
 		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeWarning, cond.Reason, "Repave", "%s", cond.Message)
-		if p.server != nil {
+		if p.server != nil && p.claimed {
 			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeWarning, "RepaveFailed", "Repave", "Operation %s: %s", p.op.Name, cond.Message)
 		}
 		p.log.Info("repave failed", "reason", cond.Reason, "message", cond.Message)
@@ -117,11 +117,12 @@ func (p *repave) deleteTokens(ctx context.Context) error {
 }
 
 // updateServer changes the Server's status and returns it as written (nil
-// when the Server was replaced). The first try starts from base when given
+// when the Server was replaced or mutate said there is nothing to write).
+// The first try starts from base when given
 // (a copy read or written a moment ago), the others from a fresh read. It
 // leaves p.server as it is: steps read it while this runs in the
 // background.
-func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(s *v1.Server)) (*v1.Server, error) {
+func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(s *v1.Server) bool) (*v1.Server, error) {
 	key, uid := client.ObjectKeyFromObject(p.server), p.server.UID
 	var written *v1.Server
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -135,7 +136,9 @@ func (p *repave) updateServer(ctx context.Context, base *v1.Server, mutate func(
 		if s.UID != uid {
 			return nil
 		}
-		mutate(s)
+		if !mutate(s) {
+			return nil
+		}
 		if err := p.r.Client.Status().Update(ctx, s); err != nil {
 			return err
 		}
@@ -154,12 +157,15 @@ func (p *repave) waitServer() {
 
 func (p *repave) setServerProvisioning(ctx context.Context) error {
 	var err error
-	p.serverWritten, err = p.updateServer(ctx, p.server, func(s *v1.Server) {
+	p.serverWritten, err = p.updateServer(ctx, p.server, func(s *v1.Server) bool {
+		if s.Status.LastOperation != p.opName {
+			return false // a newer Operation holds the claim now
+		}
 		s.Status.Phase = v1.ServerProvisioning
-		s.Status.LastOperation = p.opName
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
 			Reason: ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
 		serverstatus.SetReadySummary(s)
+		return true
 	})
 	return err
 }
@@ -169,11 +175,10 @@ func (p *repave) setServerProvisioning(ctx context.Context) error {
 // the node health or routes controllers, reads it again).
 func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) error {
 	p.waitServer()
-	_, err := p.updateServer(ctx, p.serverWritten, func(s *v1.Server) {
-		if s.Status.LastOperation != "" && s.Status.LastOperation != p.opName {
-			return // a newer Operation owns the status now
+	_, err := p.updateServer(ctx, p.serverWritten, func(s *v1.Server) bool {
+		if s.Status.LastOperation != p.opName {
+			return false // a newer Operation holds the claim now
 		}
-		s.Status.LastOperation = p.opName
 		s.Status.ObservedGeneration = s.Generation
 		if opCond.Status == metav1.ConditionTrue {
 			s.Status.Phase = v1.ServerReady
@@ -188,6 +193,52 @@ func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) e
 				Reason: opCond.Reason, Message: "Operation " + p.opName + ": " + opCond.Message, ObservedGeneration: s.Generation})
 		}
 		serverstatus.SetReadySummary(s)
+		return true
 	})
 	return err
+}
+
+// abandonTimeout bounds what a run does after its Operation was deleted.
+const abandonTimeout = time.Minute
+
+// abandon ends the run of a deleted Operation: it stops the script on the
+// host when the script step started, deletes the bootstrap token and, when
+// the Server's claim still names the Operation, says in the Server's
+// status that the repave was abandoned. There is no Operation left to
+// write. It runs on a context of its own, since the run's was cancelled.
+func (p *repave) abandon(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	p.log.Info("the Operation was deleted while it ran; stopping what it started")
+	what := "nothing had run on the host"
+	var errs []error
+	if p.server != nil && p.profile != nil && p.stepState(StepScript) != v1.StepPending {
+		// The connection of the run may be the one that was cut.
+		if p.ssh != nil {
+			_ = p.ssh.Close()
+			p.ssh = nil
+		}
+		if err := p.stopScript(ctx, "because Operation "+p.opName+" was deleted"); err != nil {
+			errs = append(errs, fmt.Errorf("stop the bootstrap script on the host: %w", err))
+			what = "stopping its bootstrap script on the host failed (the next repave stops it before it starts)"
+		} else {
+			what = "its bootstrap script was stopped on the host"
+		}
+	}
+	if err := p.deleteTokens(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if p.server != nil && p.claimed {
+		msg := fmt.Sprintf("Operation %s was deleted while it ran; %s", p.opName, what)
+		if err := p.setServerResult(ctx, metav1.Condition{Type: stargate.ConditionSucceeded, Status: metav1.ConditionFalse,
+			Reason: ReasonOperationDeleted, Message: msg}); err != nil {
+			errs = append(errs, fmt.Errorf("update Server status: %w", err))
+		}
+		p.r.Recorder.Eventf(p.server, nil, corev1.EventTypeWarning, ReasonOperationDeleted, "Repave", "%s", msg)
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Nothing requeues a deleted Operation: say what was left.
+		p.log.Error(err, "clean up after the deleted Operation")
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package operations
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -45,6 +46,16 @@ type opRun struct {
 
 func newOpRun(r *Reconciler, op *v1.Operation, log logr.Logger) opRun {
 	return opRun{r: r, op: op, opName: op.Name, log: log, redact: newRedactor(), resumedSteps: map[string]bool{}, startedHere: map[string]bool{}}
+}
+
+// errOperationDeleted ends a run whose Operation was deleted: the cause of
+// its context (Reconciler.cancelDeleted), or what a status write found.
+var errOperationDeleted = errors.New("the Operation was deleted")
+
+// operationDeleted says whether the run ended because its Operation is
+// gone.
+func operationDeleted(ctx context.Context, err error) bool {
+	return errors.Is(context.Cause(ctx), errOperationDeleted) || errors.Is(err, errOperationDeleted)
 }
 
 // failure is an error that fails the Operation with a reason.
@@ -133,6 +144,9 @@ func (p *opRun) updateStatus(ctx context.Context) error {
 	err := p.r.Client.Status().Update(ctx, p.op)
 	p.statusWrites++
 	p.statusWriteTime += time.Since(began)
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("update status of Operation %s: %w (%v)", p.op.Name, errOperationDeleted, err)
+	}
 	if err != nil {
 		return fmt.Errorf("update status of Operation %s: %w", p.op.Name, err)
 	}
@@ -154,4 +168,22 @@ func (p *opRun) getAll(gets ...func() error) []error {
 	errs[0] = gets[0]()
 	wg.Wait()
 	return errs
+}
+
+// minResumeTime is the least a resumed step gets past its deadline, to
+// read a result that is already there.
+const minResumeTime = 10 * time.Second
+
+// stepDeadline is when step name must end: timeout after its recorded
+// start, so a step resumed after a restart gets what is left, not a new
+// timeout (but at least minResumeTime).
+func (p *opRun) stepDeadline(name string, timeout time.Duration) time.Time {
+	d := time.Now().Add(timeout)
+	if s := p.findStep(name); s.StartTime != nil && p.resumedSteps[name] {
+		d = s.StartTime.Add(timeout)
+		if least := time.Now().Add(minResumeTime); d.Before(least) {
+			d = least
+		}
+	}
+	return d
 }
