@@ -594,11 +594,14 @@ func (p *repave) waitForNode(ctx context.Context) (string, error) {
 	defer poll.Stop()
 	name := p.nodeName()
 	for {
+		// Registered before the read, so a change right after it is not
+		// missed; unregistered on every way out.
+		changed, done := p.r.nodes.wait(name)
 		msg, lastState, err := p.nodeState(ctx, name)
 		if msg != "" || err != nil {
+			done()
 			return msg, err
 		}
-		changed, done := p.r.nodes.wait(name)
 		select {
 		case <-ctx.Done():
 			done()
