@@ -54,7 +54,7 @@ netns=$(readlink /proc/$$/ns/net)
 # started and has not finished: TERM to its process group and every marked
 # process, KILL to what is left after 5 seconds. It then writes DIR's
 # result (exit code 143) so followers end and later stops pass it by.
-# With "here" it leaves alone a script that runs on another host.
+# With "here" it stops only a script with a process running on this host.
 stop() {
   d=$1
   [ -d "$d/started.d" ] || return 0
@@ -70,6 +70,10 @@ stop() {
   if [ "${3:-}" = here ]; then
     live=$pids
     [ "$pg" = none ] || live="$live $pg"
+    # Nothing of it runs (yet: another runner may be between its mkdir
+    # and its start), or it runs on another host: not this runner's to
+    # stop.
+    [ -n "$live" ] || return 0
     # shellcheck disable=SC2086 # a list of pids
     elsewhere $live && return 0
   fi
