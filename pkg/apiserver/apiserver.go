@@ -5,6 +5,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,6 +98,18 @@ func (c CompletedConfig) New() (*Server, error) {
 	return &Server{GenericAPIServer: generic}, nil
 }
 
+// claimingOperations is the Operation store whose create claims the
+// Operation's Server, as servers/NAME/repave does.
+type claimingOperations struct {
+	*operation.REST
+	claiming *server.OperationsREST
+}
+
+// Create implements rest.Creater.
+func (o claimingOperations) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	return o.claiming.Create(ctx, obj, createValidation, options)
+}
+
 // newStorage builds the storage of every v1alpha1 resource and subresource.
 func newStorage(optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, error) {
 	datacenters, datacenterStatus, err := datacenter.NewREST(Scheme, optsGetter)
@@ -125,9 +138,10 @@ func newStorage(optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, 
 		"servers":               servers.Server,
 		"servers/status":        servers.Status,
 		"servers/repave":        servers.Repave,
+		"servers/reboot":        servers.Reboot,
 		"servers/routes":        servers.Routes,
 		"provisioningprofiles":  profiles,
-		"operations":            operations,
+		"operations":            claimingOperations{operations, servers.Operations},
 		"operations/status":     operationStatus,
 		"serverrollouts":        rollouts,
 		"serverrollouts/status": rolloutStatus,

@@ -5,6 +5,7 @@ package validation
 
 import (
 	"fmt"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"net"
 	"regexp"
 	"strings"
@@ -269,7 +270,7 @@ func ValidateProvisioningProfileUpdate(p, old *stargate.ProvisioningProfile) fie
 }
 
 func validateProfileSpec(spec *stargate.ProvisioningProfileSpec, fldPath *field.Path) field.ErrorList {
-	var allErrs field.ErrorList
+	allErrs := validateDrainTimeout(spec.DrainTimeout, fldPath.Child("drainTimeout"))
 	switch {
 	case spec.KubernetesVersion == "":
 		allErrs = append(allErrs, field.Required(fldPath.Child("kubernetesVersion"), `the kubelet version to install, e.g. "1.33" or "1.33.2"`))
@@ -389,7 +390,7 @@ func ValidateOperation(o *stargate.Operation) field.ErrorList {
 func ValidateOperationUpdate(o, old *stargate.Operation) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&o.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	allErrs = append(allErrs, validateOperationSpec(&o.Spec, field.NewPath("spec"))...)
-	if o.Spec != old.Spec {
+	if !apiequality.Semantic.DeepEqual(o.Spec, old.Spec) {
 		allErrs = append(allErrs, field.Forbidden(field.NewPath("spec"), "field is immutable: an Operation records one run; create a new Operation (servers/NAME/repave) instead"))
 	}
 	return allErrs
@@ -456,7 +457,7 @@ func validateOperationSpec(spec *stargate.OperationSpec, fldPath *field.Path) fi
 	if len(spec.Reason) > MaxReasonLength {
 		allErrs = append(allErrs, field.TooLong(fldPath.Child("reason"), "", MaxReasonLength))
 	}
-	return allErrs
+	return append(allErrs, validateDrainTimeout(spec.DrainTimeout, fldPath.Child("drainTimeout"))...)
 }
 
 // ValidateRepaveRequest validates the body of a servers/repave call.
@@ -468,7 +469,7 @@ func ValidateRepaveRequest(r *stargate.RepaveRequest) field.ErrorList {
 	if len(r.Reason) > MaxReasonLength {
 		allErrs = append(allErrs, field.TooLong(field.NewPath("reason"), "", MaxReasonLength))
 	}
-	return allErrs
+	return append(allErrs, validateDrainTimeout(r.DrainTimeout, field.NewPath("drainTimeout"))...)
 }
 
 // ValidateHostKey checks that key is one SSH public key in authorized_keys form.

@@ -203,7 +203,7 @@ func FuzzRepaveRequest(f *testing.F) {
 		strategy := NewStrategy(fuzzScheme)
 		w := &repaveWorld{server: srv, operations: map[string]*stargate.Operation{},
 			status: NewStatusStrategy(strategy), opStrategy: operation.NewStrategy(fuzzScheme)}
-		r := &RepaveREST{locks: keymutex.NewHashed(0), servers: worldServers{w}, status: worldStatus{w}, profiles: worldProfiles{}, operations: worldOperations{w}}
+		r := &RepaveREST{&claimer{locks: keymutex.NewHashed(0), servers: worldServers{w}, status: worldStatus{w}, profiles: worldProfiles{}, operations: worldOperations{w}}}
 		ctx := genericapirequest.WithNamespace(context.Background(), "dc-east")
 		opts := &metav1.CreateOptions{}
 		if dryRun {

@@ -21,7 +21,11 @@ type Storage struct {
 	Server *REST
 	Status *registry.StatusREST
 	Repave *RepaveREST
+	Reboot *RebootREST
 	Routes *RoutesREST
+	// Operations creates Operations claiming their Server; serve it as
+	// the create of operations.
+	Operations *OperationsREST
 }
 
 // Operations is what a repave needs of the Operation store.
@@ -53,11 +57,14 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, pr
 		return nil, err
 	}
 	status := registry.NewStatusREST(store, NewStatusStrategy(strategy))
+	c := &claimer{locks: keymutex.NewHashed(0), servers: store, status: status, profiles: profiles, operations: operations}
 	return &Storage{
-		Server: &REST{store},
-		Status: status,
-		Repave: &RepaveREST{locks: keymutex.NewHashed(0), servers: store, status: status, profiles: profiles, operations: operations},
-		Routes: &RoutesREST{servers: store},
+		Server:     &REST{store},
+		Status:     status,
+		Repave:     &RepaveREST{c},
+		Reboot:     &RebootREST{c},
+		Routes:     &RoutesREST{servers: store},
+		Operations: &OperationsREST{Creater: operations, claimer: c},
 	}, nil
 }
 
