@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -165,7 +166,7 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1})
 	if c.EnableCilium {
 		if _, err := mgr.GetRESTMapper().RESTMapping(cilium.CiliumNodeGVK.GroupKind(), cilium.CiliumNodeGVK.Version); err == nil {
-			b = b.Watches(cilium.NewCiliumNode(), pass)
+			b = b.Watches(cilium.NewCiliumNode(), pass, builder.WithPredicates(ciliumNodeChanged()))
 			// The watch fills the cache; reading from it spares a LIST
 			// (and its decoding) per pass.
 			r.CiliumReader = mgr.GetCache()
@@ -247,6 +248,25 @@ func datacenterChanged() predicate.Predicate {
 			o, n := e.ObjectOld, e.ObjectNew
 			return o.GetGeneration() != n.GetGeneration() || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
 				fmt.Sprint(o.GetFinalizers()) != fmt.Sprint(n.GetFinalizers())
+		},
+	}
+}
+
+// ciliumNodeChanged passes CiliumNode events that concern routing: the pod
+// CIDRs, the labels that say whose it is, deletion; not the agent's status
+// and address updates.
+func ciliumNodeChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*unstructured.Unstructured)
+			n, ok2 := e.ObjectNew.(*unstructured.Unstructured)
+			if !ok1 || !ok2 {
+				return true
+			}
+			op, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "ipam", "podCIDRs")
+			np, _, _ := unstructured.NestedStringSlice(n.Object, "spec", "ipam", "podCIDRs")
+			return fmt.Sprint(op) != fmt.Sprint(np) || fmt.Sprint(o.GetLabels()) != fmt.Sprint(n.GetLabels()) ||
+				!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
 		},
 	}
 }

@@ -163,10 +163,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if st.StatusConflicts > 0 {
-		return ctrl.Result{RequeueAfter: time.Second}, nil
-	}
-	if len(st.Errors) > 0 {
+	// A status write that still conflicts after its retries (someone, e.g.
+	// a node agent, writes the Server's status in a tight loop) does not
+	// buy a whole pass, with its cloud reads, every second: it waits like
+	// a layer error. Status-only changes start no pass (serverChanged).
+	if len(st.Errors) > 0 || st.StatusConflicts > 0 {
 		// Layer errors are in conditions; come back sooner than a resync.
 		return ctrl.Result{RequeueAfter: min(r.Resync, 30*time.Second)}, nil
 	}
@@ -577,9 +578,40 @@ func (r *Reconciler) ciliumPass(ctx context.Context, pl plan, cns map[string]*un
 	}
 }
 
+// statusWriteTries is how often a conflicting status write is tried again
+// on a fresh copy of the Server, within the pass.
+const statusWriteTries = 5
+
 // writeStatus puts the layer reports into the Server's status and
 // conditions, and writes only when something a reader cares about changed.
+// A conflict (another writer, such as the node agent, came first) is
+// retried on a fresh copy read around the cache: the reports are still
+// right, so no new pass, and no cloud call, is needed.
 func (r *Reconciler) writeStatus(ctx context.Context, s *v1alpha1.Server, rep serverReport) (bool, error) {
+	for try := 1; ; try++ {
+		wrote, err := r.writeStatusOnce(ctx, s, rep)
+		if !errors.Is(err, errStatusConflict) || try >= statusWriteTries {
+			return wrote, err
+		}
+		reader := r.APIReader
+		if reader == nil {
+			reader = r.Client
+		}
+		fresh := &v1alpha1.Server{}
+		if err := reader.Get(ctx, client.ObjectKeyFromObject(s), fresh); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("read Server %s/%s after a status conflict: %w", s.Namespace, s.Name, err)
+		}
+		if !fresh.DeletionTimestamp.IsZero() || fresh.UID != s.UID {
+			return false, nil
+		}
+		s = fresh
+	}
+}
+
+func (r *Reconciler) writeStatusOnce(ctx context.Context, s *v1alpha1.Server, rep serverReport) (bool, error) {
 	next := s.DeepCopy()
 	now := metav1.NewTime(r.now())
 	enabled := map[v1alpha1.RouteLayer]bool{layerAzure: r.EnableAzure && r.AzureTable != nil, layerTailscale: r.EnableTailscale && r.Tailscale != nil, layerCilium: r.EnableCilium}

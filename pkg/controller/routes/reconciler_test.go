@@ -2,22 +2,27 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
@@ -308,4 +313,39 @@ func TestHungAzureOperationEndsThePassWithACondition(t *testing.T) {
 		t.Fatalf("AzureRouteSynced %+v", c)
 	}
 	t.Logf("pass with a hung Azure operation returned in %v: %s", took.Round(time.Millisecond), c.Message)
+}
+
+// TestStatusConflictIsRetriedWithoutAnotherPass: status writes that lose
+// to another writer (a node agent) are retried on a fresh copy within the
+// pass; the pass is not run again at once, so Azure and Tailscale are not
+// called again for it.
+func TestStatusConflictIsRetriedWithoutAnotherPass(t *testing.T) {
+	pool := ipam.Config{Pool: netip.MustParsePrefix("10.244.0.0/16"), Size: 24}
+	f := newFixture(t, pool, testServers(2, func(i int) string { return fmt.Sprintf("10.244.%d.0/24", i) }))
+	var conflicts atomic.Int32
+	f.r.Client = interceptor.NewClient(f.kub.(client.WithWatch), interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			if _, ok := obj.(*v1alpha1.Server); ok && sub == "status" && conflicts.Add(1) <= 3 {
+				return apierrors.NewConflict(schema.GroupResource{Group: "stargate.io", Resource: "servers"}, obj.GetName(), errors.New("the object has been modified"))
+			}
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+	})
+	f.r.APIReader = f.kub
+	reads := f.az.Stats().Reads
+	res, err := f.r.Reconcile(context.Background(), ctrl.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter < f.r.Resync && res.RequeueAfter < 30*time.Second {
+		t.Fatalf("requeued after %v: a status conflict bought another pass", res.RequeueAfter)
+	}
+	if n := f.az.Stats().Reads - reads; n != 1 || conflicts.Load() < 4 {
+		t.Fatalf("%d Azure reads for one pass, %d status writes (3 conflicting)", n, conflicts.Load())
+	}
+	for _, name := range []string{"w00", "w01"} {
+		if c := meta.FindStatusCondition(f.server(t, fmt.Sprintf("dc-%d", name[2]-'0'), name).Status.Conditions, "RoutesReady"); c == nil {
+			t.Fatalf("%s: status not written after the conflicts", name)
+		}
+	}
 }
