@@ -64,7 +64,7 @@ func TestValidationRejectsInvalidInput(t *testing.T) {
 		{"hostname missing", badServer(func(s *v1alpha1.Server) { s.Spec.Hostname = "" }), "spec.hostname"},
 		{"pod CIDR not a CIDR", badServer(func(s *v1alpha1.Server) { s.Spec.PodCIDR = "10.244.1.0/33" }), "spec.podCIDR"},
 		{"pod CIDR too small", badServer(func(s *v1alpha1.Server) { s.Spec.PodCIDR = "10.244.1.0/30" }), "spec.podCIDR"},
-		{"profile ref missing", badServer(func(s *v1alpha1.Server) { s.Spec.ProvisioningProfileRef = nil }), "spec.provisioningProfileRef"},
+		{"profile ref without a name", badServer(func(s *v1alpha1.Server) { s.Spec.ProvisioningProfileRef.Name = "" }), "spec.provisioningProfileRef.name"},
 		{"profile ref name invalid", badServer(func(s *v1alpha1.Server) { s.Spec.ProvisioningProfileRef.Name = "Default!" }), "spec.provisioningProfileRef.name"},
 		{"server name invalid", badServer(func(s *v1alpha1.Server) { s.Name = "Worker_1" }), "metadata.name"},
 

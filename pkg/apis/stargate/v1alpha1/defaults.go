@@ -16,16 +16,23 @@ func SetDefaults_ServerSpec(obj *ServerSpec) {
 	}
 }
 
-// SetDefaults_ProvisioningProfileSpec defaults the container runtime.
+// SetDefaults_ProvisioningProfileSpec defaults the container runtime and,
+// as the original Stargate did, the SSH user to ubuntu.
 func SetDefaults_ProvisioningProfileSpec(obj *ProvisioningProfileSpec) {
 	if obj.ContainerRuntime == "" {
 		obj.ContainerRuntime = ContainerRuntimeContainerd
 	}
+	if obj.AdminUsername == "" {
+		obj.AdminUsername = DefaultAdminUsername
+	}
 }
 
-// SetDefaults_OperationSpec defaults the operation to a repave.
+// SetDefaults_OperationSpec defaults the operation to a repave and spells
+// a known operation as the API does: the original Stargate's "repave" is
+// Repave.
 func SetDefaults_OperationSpec(obj *OperationSpec) {
 	if obj.Operation == "" {
 		obj.Operation = OperationRepave
 	}
+	obj.Operation = normalizeOperationType(obj.Operation)
 }

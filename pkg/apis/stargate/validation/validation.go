@@ -163,7 +163,11 @@ func validateServerSpec(spec *stargate.ServerSpec, fldPath *field.Path) field.Er
 	if spec.HostKey != "" {
 		allErrs = append(allErrs, ValidateHostKey(spec.HostKey, fldPath.Child("hostKey"))...)
 	}
-	allErrs = append(allErrs, validateLocalRef(spec.ProvisioningProfileRef, fldPath.Child("provisioningProfileRef"), "the ProvisioningProfile that says how to provision the server")...)
+	// Optional, as in the original Stargate, whose Servers named no
+	// profile: then each Operation (or repave request) names one.
+	if spec.ProvisioningProfileRef != nil {
+		allErrs = append(allErrs, validateLocalRef(spec.ProvisioningProfileRef, fldPath.Child("provisioningProfileRef"), "the ProvisioningProfile that says how to provision the server")...)
+	}
 	if spec.PodCIDR != "" {
 		allErrs = append(allErrs, validatePodCIDR(spec.PodCIDR, fldPath.Child("podCIDR"))...)
 	}

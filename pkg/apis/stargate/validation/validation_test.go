@@ -113,7 +113,7 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 		{"server router IP equals server IP", serverErrs(func(s *stargate.Server) { s.Spec.RouterIP = s.Spec.IPAddress }), "spec.routerIP"},
 		{"server SSH port out of range", serverErrs(func(s *stargate.Server) { s.Spec.SSHPort = 70000 }), "spec.sshPort"},
 		{"server host key not a key", serverErrs(func(s *stargate.Server) { s.Spec.HostKey = "ssh-ed25519 not-base64" }), "spec.hostKey"},
-		{"server profile ref missing", serverErrs(func(s *stargate.Server) { s.Spec.ProvisioningProfileRef = nil }), "spec.provisioningProfileRef"},
+		{"server profile ref without a name", serverErrs(func(s *stargate.Server) { s.Spec.ProvisioningProfileRef.Name = "" }), "spec.provisioningProfileRef.name"},
 		{"server profile ref name invalid", serverErrs(func(s *stargate.Server) { s.Spec.ProvisioningProfileRef.Name = "Bad Name" }), "spec.provisioningProfileRef.name"},
 		{"server pod CIDR malformed", serverErrs(func(s *stargate.Server) { s.Spec.PodCIDR = "10.244.0.0/33" }), "spec.podCIDR"},
 		{"server pod CIDR too small", serverErrs(func(s *stargate.Server) { s.Spec.PodCIDR = "10.244.0.0/30" }), "spec.podCIDR"},
@@ -432,5 +432,14 @@ func TestOperationStatusBounds(t *testing.T) {
 				t.Fatalf("errors %v, want exactly one %s on %s", errs, tc.wantType, tc.wantField)
 			}
 		})
+	}
+}
+
+// The original Stargate's Servers named no profile: each Operation did.
+func TestServerWithoutProfilePasses(t *testing.T) {
+	s := validServer()
+	s.Spec.ProvisioningProfileRef = nil
+	if errs := ValidateServer(s); len(errs) > 0 {
+		t.Errorf("Server without spec.provisioningProfileRef rejected: %v", errs)
 	}
 }
