@@ -310,9 +310,9 @@ func TestDatacenterOverlappingAKSVNetIsRejected(t *testing.T) {
 		{"worker subnet in the AKS VNet", func(d *v1alpha1.Datacenter) {
 			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.224.8.0/24", "10.224.8.1"
 		}, `spec.workerSubnet: Invalid value: "10.224.8.0/24": overlaps the cloud network 10.224.0.0/12 (the AKS VNet)`},
-		{"worker subnet holding the AKS VNet", func(d *v1alpha1.Datacenter) {
-			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.192.0.0/10", "10.192.0.1"
-		}, `spec.workerSubnet: Invalid value: "10.192.0.0/10": overlaps the cloud network 10.224.0.0/12`},
+		{"worker subnet the whole AKS VNet", func(d *v1alpha1.Datacenter) {
+			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.224.0.0/12", "10.224.0.1"
+		}, `spec.workerSubnet: Invalid value: "10.224.0.0/12": overlaps the cloud network 10.224.0.0/12`},
 		{"worker subnet in the Service range", func(d *v1alpha1.Datacenter) {
 			d.Spec.WorkerSubnet, d.Spec.AgentGateway = "10.0.0.0/24", "10.0.0.2"
 		}, `spec.workerSubnet: Invalid value: "10.0.0.0/24": overlaps the Service range 10.0.0.0/16`},
