@@ -131,7 +131,10 @@ gen_protobuf
 
 kube::codegen::gen_helpers --boilerplate "$boilerplate" "$root/pkg/apis"
 
+# intstr: ServerRollout's maxUnavailable is an IntOrString, whose model
+# the API server needs to serve the OpenAPI of the group.
 kube::codegen::gen_openapi \
+  --extra-pkgs k8s.io/apimachinery/pkg/util/intstr \
   --output-dir "$root/pkg/generated/openapi" \
   --output-pkg "$module/pkg/generated/openapi" \
   --report-filename "$root/hack/api-rules-violations.list" \
