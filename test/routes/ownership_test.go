@@ -61,7 +61,7 @@ func TestTailscaleRoutesOfDeletedServerAreWithdrawn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	servers := waitServers(t, ctx, 2*time.Minute, []string{ns}, routesReady)
+	servers := waitServers(t, ctx, 2*time.Minute, []string{ns}, cloudRoutesReady)
 	subnet := fmt.Sprintf("10.50.%d.0/24", dcIndex+1)
 	all := []string{servers[0].Status.PodCIDR, servers[1].Status.PodCIDR, subnet}
 	slices.Sort(all)
@@ -113,7 +113,7 @@ func TestRoutesStargateDidNotEnableAreLeftAlone(t *testing.T) {
 	if _, err := client.StargateV1alpha1().Servers(ns).Create(ctx, newServer(ns, dcIndex, 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	srv := waitServers(t, ctx, 2*time.Minute, []string{ns}, routesReady)[0]
+	srv := waitServers(t, ctx, 2*time.Minute, []string{ns}, cloudRoutesReady)[0]
 	pod := srv.Status.PodCIDR
 	rec, _ := recordOf(t, ctx, ns, dcRouterIP(dcIndex))
 	if !slices.Equal(rec.Enabled, []string{pod}) || !slices.Equal(rec.Advertised, []string{pod}) {
@@ -147,4 +147,11 @@ func TestRoutesStargateDidNotEnableAreLeftAlone(t *testing.T) {
 	if got[0].Status.PodCIDR != pod {
 		t.Fatalf("the Server's pod CIDR changed from %s to %q after it left its datacenter", pod, got[0].Status.PodCIDR)
 	}
+}
+
+// cloudRoutesReady: the Azure and Tailscale layers are synced (the Cilium
+// layer needs the CiliumNode CRD, which an earlier test installs).
+func cloudRoutesReady(s *v1alpha1.Server) bool {
+	a, ts := condition(s, "AzureRouteSynced"), condition(s, "TailscaleRoutesApproved")
+	return a != nil && a.Status == metav1.ConditionTrue && ts != nil && ts.Status == metav1.ConditionTrue
 }

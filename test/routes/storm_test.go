@@ -50,7 +50,7 @@ func measureStorm(tb testing.TB, ctx context.Context, ns string, dcIndex, server
 			tb.Fatal(err)
 		}
 	}
-	srvs := waitServers(tb.(*testing.T), ctx, 2*time.Minute, []string{ns}, routesReady)
+	srvs := waitServers(tb.(*testing.T), ctx, 2*time.Minute, []string{ns}, cloudRoutesReady)
 	time.Sleep(2 * time.Second) // the last passes of the convergence end
 
 	f := stormFigures{window: window, servers: servers, writesPerServerPerS: rate}
