@@ -22,6 +22,7 @@ func main() {
 	fs := pflag.NewFlagSet("stargate-controller", pflag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "stargate-controller provisions stargate.io Servers into Kubernetes nodes and keeps their routes right.\n\nUsage:\n  stargate-controller [flags]\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(os.Stderr, "\nFlags of the original Stargate's controller, accepted with one dash (as any long flag above is) and what each is now:\n%s", manager.LegacyFlagUsages())
 	}
 	opts := manager.NewOptions()
 	opts.AddFlags(fs)
@@ -39,7 +40,15 @@ func main() {
 		c.AddFlags(fs)
 	}
 	globalflag.AddGlobalFlags(fs, "stargate-controller")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	legacy, err := manager.RewriteLegacyFlags(fs, os.Args[1:], os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "stargate-controller: %v\nRun 'stargate-controller --help' for the flags.\n", err)
+		os.Exit(2)
+	}
+	for k, v := range legacy.Env {
+		os.Setenv(k, v)
+	}
+	if err := fs.Parse(legacy.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "stargate-controller: %v\nRun 'stargate-controller --help' for the flags.\n", err)
 		os.Exit(2)
 	}
@@ -48,6 +57,9 @@ func main() {
 		os.Exit(0)
 	}
 	ctrl.SetLogger(klog.NewKlogr())
+	for _, w := range legacy.Warnings {
+		klog.Warning(w)
+	}
 	if err := manager.Run(ctrl.SetupSignalHandler(), opts, controllers...); err != nil {
 		klog.ErrorS(err, "stargate-controller failed")
 		os.Exit(1)
