@@ -368,14 +368,25 @@ func TestShippedManifestsVerifyTheAPIServerAndGrantTheControllerNoSecretsCluster
 			}
 		}
 	}
-	// Its one Secret of stargate-system, by name.
-	for _, u := range byKind["Role"] {
+	// Its one Secret of stargate-system, by name: the Roles bound to the
+	// controller there.
+	for _, b := range byKind["RoleBinding"] {
+		var rb rbacv1.RoleBinding
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(b.Object, &rb); err != nil {
+			t.Fatal(err)
+		}
+		if rb.Namespace != controllerNamespace || rb.RoleRef.Kind != "Role" ||
+			!slices.Contains(rb.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: controllerServiceAccount, Namespace: controllerNamespace}) {
+			continue
+		}
+		u := byKind["Role"][controllerNamespace+"/"+rb.RoleRef.Name]
+		if u == nil {
+			t.Errorf("RoleBinding %s/%s names Role %s, which artifacts/ do not ship", rb.Namespace, rb.Name, rb.RoleRef.Name)
+			continue
+		}
 		var r rbacv1.Role
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
 			t.Fatal(err)
-		}
-		if r.Namespace != controllerNamespace {
-			continue
 		}
 		for _, rule := range r.Rules {
 			if slices.Contains(rule.Resources, "secrets") && len(rule.ResourceNames) == 0 {
