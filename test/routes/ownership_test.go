@@ -50,7 +50,7 @@ func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what stri
 // inside the pod pool stays.
 func TestTailscaleRoutesOfDeletedServerAreWithdrawn(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
-	const ns, dcIndex, admin = "dc-own", 4, "10.244.250.0/24"
+	const ns, dcIndex, admin = "dc-own", 7, "10.244.250.0/24"
 	createTestDatacenter(t, ctx, ns, dcIndex)
 	e := startController(t, dcIndex+1, nil)
 	dev := fmt.Sprintf("nDC%d", dcIndex)
@@ -92,6 +92,25 @@ func TestTailscaleRoutesOfDeletedServerAreWithdrawn(t *testing.T) {
 		}
 	}
 	t.Logf("router %s after the delete: enabled %v, advertised %v", dev, d.Enabled, d.Advertised)
+	removeDatacenter(t, ctx, ns)
+}
+
+// removeDatacenter deletes the Servers of the datacenter and its
+// Datacenter, and waits until the running controller has released them
+// all, so later tests in the same world do not see them.
+func removeDatacenter(t *testing.T, ctx context.Context, ns string) {
+	t.Helper()
+	if err := client.StargateV1alpha1().Servers(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.StargateV1alpha1().Datacenters().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, time.Minute, "datacenter "+ns+" removed", func() (bool, string) {
+		l, err := client.StargateV1alpha1().Servers(ns).List(ctx, metav1.ListOptions{})
+		_, dcErr := client.StargateV1alpha1().Datacenters().Get(ctx, ns, metav1.GetOptions{})
+		return err == nil && len(l.Items) == 0 && apierrors.IsNotFound(dcErr), fmt.Sprintf("servers %v, datacenter %v", l, dcErr)
+	})
 }
 
 // TestRoutesStargateDidNotEnableAreLeftAlone: a datacenter is deleted while
@@ -103,7 +122,7 @@ func TestTailscaleRoutesOfDeletedServerAreWithdrawn(t *testing.T) {
 // CIDR: its node may still run with it, so it is not handed to another.
 func TestRoutesStargateDidNotEnableAreLeftAlone(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
-	const ns, dcIndex, admin = "dc-admin", 5, "10.244.251.0/24"
+	const ns, dcIndex, admin = "dc-admin", 8, "10.244.251.0/24"
 	subnet := fmt.Sprintf("10.50.%d.0/24", dcIndex+1)
 	createTestDatacenter(t, ctx, ns, dcIndex)
 	e := startController(t, dcIndex+1, nil)
@@ -147,6 +166,7 @@ func TestRoutesStargateDidNotEnableAreLeftAlone(t *testing.T) {
 	if got[0].Status.PodCIDR != pod {
 		t.Fatalf("the Server's pod CIDR changed from %s to %q after it left its datacenter", pod, got[0].Status.PodCIDR)
 	}
+	removeDatacenter(t, ctx, ns)
 }
 
 // cloudRoutesReady: the Azure and Tailscale layers are synced (the Cilium

@@ -120,7 +120,7 @@ func (f stormFigures) String() string {
 // conflicting status write is retried on a fresh copy, not by a new pass).
 func TestSpammingNodeAgentCannotCauseCloudCallStorm(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
-	f := measureStorm(t, ctx, "dc-storm", 6, 3, 20, 20*time.Second, 10*time.Second)
+	f := measureStorm(t, ctx, "dc-storm", 9, 3, 20, 20*time.Second, 10*time.Second)
 	t.Log(f)
 	if f.agentWrites < int64(f.servers*f.writesPerServerPerS)*int64(f.window/time.Second)/2 {
 		t.Fatalf("the agent wrote only %d times: no storm was tried", f.agentWrites)
