@@ -278,3 +278,42 @@ if [ "$STARGATE_NODE_NAME" = ro-4 ]; then echo "ro-4 is made to fail" >&2; exit 
 		t.Errorf("counts: failed %d total %d", done.Status.Failed, done.Status.Total)
 	}
 }
+
+// TestRolloutResumesAfterControllerKilled kills stargate-controller
+// (SIGKILL) while a rollout's first Operations run and starts a new one:
+// the rollout finishes, and every Server still has exactly one Operation
+// of it (none lost, none started twice).
+func TestRolloutResumesAfterControllerKilled(t *testing.T) {
+	names := env.rolloutServers(t)
+	first := env.startController(t, "rollout-kill", "--max-concurrent-repaves=10", "--rollout-resync=2s")
+	ro := env.createRollout(t, "resumes", intstr.FromInt32(5), "slow")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var cur v1.ServerRollout
+		if err := env.c.Get(context.Background(), client.ObjectKeyFromObject(ro), &cur); err != nil {
+			t.Fatal(err)
+		}
+		if cur.Status.Running > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout started no Operation within 2m: %+v", cur.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first.kill()
+	env.startController(t, "rollout-kill-2", "--max-concurrent-repaves=10", "--rollout-resync=2s")
+	done := env.waitRollout(t, ro.Name, 5*time.Minute)
+	if !meta.IsStatusConditionTrue(done.Status.Conditions, stargate.ConditionRolloutComplete) || done.Status.Succeeded != int32(len(names)) {
+		t.Fatalf("rollout did not complete after the restart: %+v", done.Status)
+	}
+	perServer := map[string]int{}
+	for _, op := range rolloutOperations(t, done) {
+		perServer[op.Labels[stargate.LabelServer]]++
+	}
+	for _, n := range names {
+		if perServer[n] != 1 {
+			t.Errorf("Server %s got %d Operations from the rollout, want exactly 1", n, perServer[n])
+		}
+	}
+}
