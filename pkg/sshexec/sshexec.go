@@ -274,30 +274,41 @@ func handshake(ctx context.Context, conn net.Conn, ep Endpoint, cfg Config, time
 	return c, nil
 }
 
+// runGrace is how long Run waits, after ctx ended and the session was
+// closed, for the remote side to close it too.
+const runGrace = 2 * time.Second
+
 // Run runs cmd in a new session with stdin, stdout and stderr attached (any
 // may be nil). A non-zero exit is returned as *ssh.ExitError. When ctx ends
-// the session is closed.
+// the session is closed and Run returns within runGrace even if the remote
+// side keeps the channel open (OpenSSH's sshd does while the command, e.g.
+// a silent tail -f, has not exited): what is left of the session then
+// ends with the remote command or when the Client is closed.
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	s, err := c.NewSession()
 	if err != nil {
 		return fmt.Errorf("open session: %w", err)
 	}
-	defer s.Close()
 	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = s.Close()
-		case <-done:
-		}
-	}()
-	err = s.Run(cmd)
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	if err := s.Start(cmd); err != nil {
+		_ = s.Close()
+		return err
 	}
-	return err
+	waited := make(chan error, 1)
+	go func() { waited <- s.Wait() }()
+	select {
+	case err := <-waited:
+		_ = s.Close()
+		return err
+	case <-ctx.Done():
+	}
+	_ = s.Close()
+	select {
+	case err = <-waited:
+	case <-time.After(runGrace):
+		err = errors.New("the session did not close")
+	}
+	return fmt.Errorf("%w (%v)", ctx.Err(), err)
 }
 
 // MaxOutputBytes bounds what Output keeps of a command's stdout, and
@@ -335,6 +346,8 @@ func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 // ReadFrom (the buffer is a field, not embedded), so io.Copy goes through
 // Write.
 type limitedBuffer struct {
+	// mu: the session may still write after Run returned (ctx ended).
+	mu       sync.Mutex
 	buf      bytes.Buffer
 	max      int
 	overflow func()
@@ -342,6 +355,8 @@ type limitedBuffer struct {
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if room := b.max - b.buf.Len(); room < len(p) {
 		b.buf.Write(p[:max(room, 0)])
 		if !b.over && b.overflow != nil {
@@ -353,8 +368,17 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
-func (b *limitedBuffer) String() string { return b.buf.String() }
+func (b *limitedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+func (b *limitedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // ParsePrivateKey parses an OpenSSH or PEM private key.
 func ParsePrivateKey(pemBytes []byte) (ssh.Signer, error) {
