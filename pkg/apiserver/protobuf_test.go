@@ -70,8 +70,8 @@ func v1alpha1Kinds(t *testing.T) []schema.GroupVersionKind {
 		"Datacenter", "DatacenterList",
 		"Operation", "OperationList",
 		"ProvisioningProfile", "ProvisioningProfileList",
-		"RepaveRequest",
-		"Server", "ServerList", "ServerRoutes",
+		"RebootRequest", "RepaveRequest",
+		"Server", "ServerList", "ServerRollout", "ServerRolloutList", "ServerRoutes",
 	}
 	var got []string
 	for _, k := range kinds {

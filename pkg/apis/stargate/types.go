@@ -166,8 +166,8 @@ type ServerSpec struct {
 	HostKey string `json:"hostKey,omitempty"`
 	// provisioningProfileRef names the ProvisioningProfile, in the same
 	// namespace, that says how to provision this server.
-	// +required
-	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef"`
+	// +optional
+	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef,omitempty"`
 	// podCIDR pins the pod CIDR of this server's node. Empty means Stargate
 	// allocates one from its pool.
 	// +optional

@@ -1660,7 +1660,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref common.ReferenceCallback) 
 					},
 					"provisioningProfileRef": {
 						SchemaProps: spec.SchemaProps{
-							Description: "provisioningProfileRef names the ProvisioningProfile, in the same namespace, that says how to provision this server.",
+							Description: "provisioningProfileRef names the ProvisioningProfile, in the same namespace, that says how to provision this server. A repave may name another; without either, the repave is refused. (The original Stargate's Servers name none: their Operations do.)",
 							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
@@ -1672,7 +1672,7 @@ func schema_pkg_apis_stargate_v1alpha1_ServerSpec(ref common.ReferenceCallback) 
 						},
 					},
 				},
-				Required: []string{"hostname", "ipAddress", "provisioningProfileRef"},
+				Required: []string{"hostname", "ipAddress"},
 			},
 		},
 		Dependencies: []string{

@@ -12,6 +12,7 @@ func SetDefaults_ServerRolloutSpec(obj *ServerRolloutSpec) {
 	if obj.Operation == "" {
 		obj.Operation = OperationRepave
 	}
+	obj.Operation = normalizeOperationType(obj.Operation)
 	if obj.MaxUnavailable == nil {
 		v := intstr.FromInt32(DefaultRolloutMaxUnavailable)
 		obj.MaxUnavailable = &v

@@ -172,9 +172,11 @@ type ServerSpec struct {
 	// +optional
 	HostKey string `json:"hostKey,omitempty" protobuf:"bytes,6,opt,name=hostKey"`
 	// provisioningProfileRef names the ProvisioningProfile, in the same
-	// namespace, that says how to provision this server.
-	// +required
-	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef" protobuf:"bytes,7,opt,name=provisioningProfileRef"`
+	// namespace, that says how to provision this server. A repave may name
+	// another; without either, the repave is refused. (The original
+	// Stargate's Servers name none: their Operations do.)
+	// +optional
+	ProvisioningProfileRef *LocalObjectReference `json:"provisioningProfileRef,omitempty" protobuf:"bytes,7,opt,name=provisioningProfileRef"`
 	// podCIDR pins the pod CIDR of this server's node. Empty means Stargate
 	// allocates one from its pool.
 	// +optional

@@ -240,6 +240,9 @@ func (r *OperationsREST) Create(ctx context.Context, obj runtime.Object, createV
 	if !ok {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("expected an Operation, got %T", obj))
 	}
+	if op.Name == "" && op.GenerateName != "" {
+		op.Name = names.SimpleNameGenerator.GenerateName(op.GenerateName)
+	}
 	if errs := validation.ValidateOperation(op); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(stargate.Kind("Operation"), op.Name, errs)
 	}

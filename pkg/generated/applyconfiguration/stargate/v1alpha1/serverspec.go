@@ -43,7 +43,9 @@ type ServerSpecApplyConfiguration struct {
 	// credentials Secret is used.
 	HostKey *string `json:"hostKey,omitempty"`
 	// provisioningProfileRef names the ProvisioningProfile, in the same
-	// namespace, that says how to provision this server.
+	// namespace, that says how to provision this server. A repave may name
+	// another; without either, the repave is refused. (The original
+	// Stargate's Servers name none: their Operations do.)
 	ProvisioningProfileRef *LocalObjectReferenceApplyConfiguration `json:"provisioningProfileRef,omitempty"`
 	// podCIDR pins the pod CIDR of this server's node. Empty means Stargate
 	// allocates one from its pool.
