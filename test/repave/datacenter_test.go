@@ -36,9 +36,14 @@ func TestServerOutsideAnyDatacenterIsNotRepaved(t *testing.T) {
 			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
 		}
 	}
-	if err := env.c.Create(ctx, dcsim.Server(ns, name, env.sim.Workers[0], "fast")); err != nil {
+	srv0 := dcsim.Server(ns, name, env.sim.Workers[0], "fast")
+	if err := env.c.Create(ctx, srv0); err != nil {
 		t.Fatal(err)
 	}
+	// It has worker-1's address: gone after the test, so the serving CSR
+	// of worker-1 (which names that address) is not refused as another
+	// Server's. It holds no finalizer (checked below).
+	t.Cleanup(func() { _ = env.c.Delete(context.Background(), srv0) })
 	env.startController(t, "outside")
 
 	// The Server says so, and is not Ready for that reason.
