@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
 	"github.com/stargate-k8s/stargate/test/dcsim"
 	"github.com/stargate-k8s/stargate/test/framework"
 )
@@ -95,10 +96,13 @@ func TestControllerRBACIsNarrow(t *testing.T) {
 		{[]string{"update", "servers", "-n", dc}, "yes"},
 		{[]string{"create", "servers", "-n", dc}, "no"},
 		{[]string{"delete", "operations", "-n", dc}, "no"},
-		// Datacenters are an admin's: the controller reads them only.
+		// Datacenters are an admin's: the controller reads them, holds
+		// them with its finalizer (the admission policy keeps its updates
+		// to the finalizers) and records its Tailscale routes in status.
 		{[]string{"list", "datacenters.stargate.io"}, "yes"},
 		{[]string{"watch", "datacenters.stargate.io"}, "yes"},
-		{[]string{"update", "datacenters.stargate.io"}, "no"},
+		{[]string{"update", "datacenters.stargate.io"}, "yes"},
+		{[]string{"update", "datacenters.stargate.io", "--subresource=status"}, "yes"},
 		{[]string{"create", "datacenters.stargate.io"}, "no"},
 		{[]string{"delete", "datacenters.stargate.io"}, "no"},
 		// Only its own ClusterRoleBindings, by name.
@@ -412,5 +416,60 @@ func TestShippedManifestsVerifyTheAPIServerAndGrantTheControllerNoSecretsCluster
 	}
 	if !bound {
 		t.Errorf("artifacts/datacenter does not bind %s to stargate-controller in its namespace", dcsim.ControllerDatacenterRole)
+	}
+}
+
+// TestControllerTokenCannotWidenADatacenter: the controller's token may
+// hold a Datacenter with its finalizer, but a change of the Datacenter's
+// spec (the network an admin gave the datacenter) is refused by the
+// admission policy stargate-apiserver enforces.
+func TestControllerTokenCannotWidenADatacenter(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := clientcmd.BuildConfigFromFlags("", env.controllerKC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	widen := []byte(`{"spec":{"workerSubnet":"192.0.0.0/8"}}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err = ctl.StargateV1alpha1().Datacenters().Patch(ctx, dc, types.MergePatchType, widen, metav1.PatchOptions{})
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "only the finalizers") {
+			break
+		}
+		if err == nil {
+			t.Fatalf("the controller's token widened Datacenter %s's worker subnet", dc)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spec patch of a Datacenter by the controller: %v, want Forbidden by the admission policy", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	label := []byte(`{"metadata":{"labels":{"example.com/attack":"x"}}}`)
+	if _, err := ctl.StargateV1alpha1().Datacenters().Patch(ctx, dc, types.MergePatchType, label, metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("label patch of a Datacenter by the controller: %v, want Forbidden", err)
+	}
+	// Holding it with a finalizer, and letting go, is allowed.
+	for _, hold := range []bool{true, false} {
+		d, err := ctl.StargateV1alpha1().Datacenters().Get(ctx, dc, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fins []string
+		for _, f := range d.Finalizers {
+			if f != "example.com/test-hold" {
+				fins = append(fins, f)
+			}
+		}
+		if hold {
+			fins = append(fins, "example.com/test-hold")
+		}
+		d.Finalizers = fins
+		if _, err := ctl.StargateV1alpha1().Datacenters().Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("finalizer change (hold %v) of a Datacenter by the controller: %v, want allowed", hold, err)
+		}
 	}
 }
