@@ -253,6 +253,12 @@ installing a kubelet (the hosts share this machine's filesystem).
   kubectl get operations -n %[1]s -o yaml   # every step, the script's output tail
   kubectl describe server worker-1 -n %[1]s
 
+A rolling repave of every Server of %[1]s, one at a time (docs/operations.md):
+
+  kubectl apply -f hack/dev/serverrollout.yaml
+  kubectl get serverrollouts -n %[1]s -w     # PROGRESS 0/2, 1/2, 2/2; STATE Complete
+  kubectl get operations -n %[1]s -l stargate.io/rollout-uid   # one per Server
+
 Logs: %[8]s,
 sshd %[9]s/<host>/sshd.log, kubelet stand-ins %[10]s/<node>/standin.log.
 `, simNamespace, dc.Sim.Prefix, dc.Sim.Router.IP, strings.Join(hosts, ", "), standinProfile,
