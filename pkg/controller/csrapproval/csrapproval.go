@@ -335,3 +335,10 @@ func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 	}
 	return false
 }
+
+// Validate implements manager.Validator: the Service range and pod pool
+// parse.
+func (c *Controller) Validate() error {
+	_, err := c.Networks()
+	return err
+}

@@ -331,3 +331,10 @@ func olderThan(a, b *v1alpha1.Server) bool {
 	}
 	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 }
+
+// Validate implements manager.Validator: the pool and prefix size parse
+// and fit.
+func (c *Controller) Validate() error {
+	_, err := c.Config()
+	return err
+}

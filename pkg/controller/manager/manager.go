@@ -6,6 +6,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +46,29 @@ type Controller interface {
 	AddFlags(fs *pflag.FlagSet)
 	// SetupWithManager adds the group's reconcilers to mgr.
 	SetupWithManager(ctx context.Context, mgr ctrl.Manager) error
+}
+
+// Validator is implemented by a group whose flags can be checked before
+// anything starts: stargate-controller refuses to start, naming every bad
+// flag at once, rather than failing in the middle of its setup.
+type Validator interface {
+	Validate() error
+}
+
+// Validate checks the manager's flags and those of every group that can.
+func Validate(o *Options, controllers ...Controller) error {
+	var errs []error
+	if err := o.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, c := range controllers {
+		if v, ok := c.(Validator); ok {
+			if err := v.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", c.Name(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Options are the manager's own flags.
@@ -97,6 +121,24 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RetryPeriod, "leader-election-retry-period", o.RetryPeriod, "How often leader-election clients retry.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second of the manager's API client (caches, events, leader election, the routes and approval reconcilers).")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of the manager's API client.")
+}
+
+// Validate checks the manager's flags.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.LeaderElect {
+		if o.RetryPeriod <= 0 || o.RenewDeadline <= o.RetryPeriod || o.LeaseDuration <= o.RenewDeadline {
+			errs = append(errs, fmt.Errorf("--leader-election-lease-duration (%s) must be longer than --leader-election-renew-deadline (%s), which must be longer than --leader-election-retry-period (%s), which must be positive",
+				o.LeaseDuration, o.RenewDeadline, o.RetryPeriod))
+		}
+		if o.LeaderElectionNamespace == "" || o.LeaderElectionID == "" {
+			errs = append(errs, errors.New("--leader-election-namespace and --leader-election-id must be set when --leader-elect is on"))
+		}
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps (%v) and --kube-api-burst (%d) must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	return errors.Join(errs...)
 }
 
 // RESTConfig loads the kubeconfig named by the flags, or the in-cluster config.

@@ -564,3 +564,11 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// Validate implements manager.Validator.
+func (c *Controller) Validate() error {
+	if c.Resync <= 0 {
+		return fmt.Errorf("--rollout-resync must be positive, got %s", c.Resync)
+	}
+	return nil
+}

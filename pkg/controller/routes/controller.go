@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -269,4 +270,25 @@ func ciliumNodeChanged() predicate.Predicate {
 				!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
 		},
 	}
+}
+
+// Validate implements manager.Validator: the IPAM flags, when IPAM runs,
+// and the durations.
+func (c *Controller) Validate() error {
+	var errs []error
+	if c.EnableIPAM {
+		if err := c.IPAM.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Resync <= 0 {
+		errs = append(errs, fmt.Errorf("--route-resync-period must be positive, got %s", c.Resync))
+	}
+	if c.PassDelay < 0 {
+		errs = append(errs, fmt.Errorf("--route-pass-delay must not be negative, got %s", c.PassDelay))
+	}
+	if c.EnableAzure && c.AzurePollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--azure-poll-interval must be at least 1s, got %s", c.AzurePollInterval))
+	}
+	return errors.Join(errs...)
 }
