@@ -14,8 +14,13 @@ TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?=
 # Flags for hack/dev, e.g. `make dev DEV_FLAGS=-fresh`.
 DEV_FLAGS ?=
+# What `make images` names the images: REGISTRY/stargate-NAME:TAG for each
+# comma-separated tag. The defaults are the names the manifests in
+# artifacts/ use.
+IMAGE_REGISTRY ?= ghcr.io/stargate-k8s
+IMAGE_TAGS ?= latest
 
-.PHONY: all help build deps dev-deps test-bins dev test verify codegen
+.PHONY: all help build deps dev-deps test-bins dev test verify codegen images
 
 all: build
 
@@ -23,6 +28,7 @@ help:
 	@echo "make build      compile everything; binaries of cmd/* into $(BIN)/stargate-*"
 	@echo "make deps       install what make test needs: Debian packages, Go modules, the binaries of test-bins"
 	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/"
+	@echo "make images     build the images of stargate-apiserver, -controller and -nodeagent offline into $(BIN)/images/stargate-NAME.tar (docs/images.md)"
 	@echo "make dev        run the control plane, stargate-apiserver and, as root, stargate-controller with a simulated datacenter (state in .dev/)"
 	@echo "make test       make deps, go test ./... against the real binaries, then the module-directory and generated-code checks"
 	@echo "make verify     gofmt, go vet, the module-directory check and the generated-code check"
@@ -35,6 +41,13 @@ build:
 	  name=$$(basename "$$dir"); \
 	  $(GO) build -o $(BIN)/stargate-$$name ./cmd/$$name; \
 	done
+
+# The container images, built without a container engine or registry from
+# static binaries on a base made here (CA certificates, the user nonroot),
+# reproducibly: the same commit gives the same digests. Each archive loads
+# with ctr images import and docker load; docs/images.md says how to push.
+images:
+	$(GO) run ./hack/images -out $(BIN)/images -registry $(IMAGE_REGISTRY) -tags $(IMAGE_TAGS)
 
 # What `make test` needs beyond Go, installed when missing; when nothing is,
 # these steps take well under a second. The Debian packages (sshd, iproute2,

@@ -2,7 +2,8 @@
 # Installs the Debian packages that tests and `make dev` need beyond Go:
 # OpenSSH's sshd (the datacenter simulation's hosts), iproute2 (network
 # namespaces and veth pairs), shellcheck (node bootstrap scripts) and protoc
-# with the google/protobuf protos (hack/update-codegen.sh).
+# with the google/protobuf protos (hack/update-codegen.sh), and Debian's CA
+# certificates, the bundle `make images` puts into every image.
 # Installs only what is missing, with apt-get as root or through sudo; when
 # nothing is missing it is a single dpkg-query.
 #
@@ -19,7 +20,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--best-effort]" >&2; exit 2 ;;
 esac
 
-packages=(openssh-server openssh-client iproute2 shellcheck protobuf-compiler libprotobuf-dev)
+packages=(openssh-server openssh-client iproute2 shellcheck protobuf-compiler libprotobuf-dev ca-certificates)
 # One dpkg-query for all of them: a line per package that dpkg knows, and
 # only a complaint on stderr (and exit status 1) for one it has never seen.
 installed=$'\n'$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${packages[@]}" 2>/dev/null || true)$'\n'
