@@ -20,7 +20,7 @@ func TestScriptsPassShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal("shellcheck is missing; run hack/install-deps.sh")
 	}
-	for _, f := range []string{"scripts/ubuntu.sh", "scripts/runner.sh"} {
+	for _, f := range []string{"scripts/ubuntu.sh", "scripts/runner.sh", "scripts/reset.sh"} {
 		out, err := exec.Command(sc, f).CombinedOutput()
 		if err != nil {
 			t.Errorf("shellcheck %s: %v\n%s", filepath.Base(f), err, out)

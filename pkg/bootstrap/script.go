@@ -19,6 +19,13 @@ import (
 //go:embed scripts/ubuntu.sh
 var UbuntuScript []byte
 
+// ResetScript is the default node reset of a Decommission (the reverse of
+// UbuntuScript): the kubelet stopped and disabled, its configuration,
+// credentials and state removed. It is idempotent.
+//
+//go:embed scripts/reset.sh
+var ResetScript []byte
+
 // runnerScript starts the bootstrap script once per Operation and follows it.
 //
 //go:embed scripts/runner.sh

@@ -105,6 +105,17 @@ func TestControllerRBACIsNarrow(t *testing.T) {
 		{[]string{"update", "datacenters.stargate.io", "--subresource=status"}, "yes"},
 		{[]string{"create", "datacenters.stargate.io"}, "no"},
 		{[]string{"delete", "datacenters.stargate.io"}, "no"},
+		// The drain before a repave or reboot (issue 11): list the pods
+		// of the Server's Node, evict them (PDBs respected), delete what a
+		// PDB still protects only with force, cordon the Node. Nothing
+		// else on pods: no create, update, watch.
+		{[]string{"list", "pods", "-A"}, "yes"},
+		{[]string{"create", "pods", "--subresource=eviction", "-n", "default"}, "yes"},
+		{[]string{"delete", "pods", "-n", "default"}, "yes"},
+		{[]string{"patch", "nodes"}, "yes"},
+		{[]string{"create", "pods", "-n", "default"}, "no"},
+		{[]string{"update", "pods", "-n", "default"}, "no"},
+		{[]string{"watch", "pods", "-A"}, "no"},
 		// Only its own ClusterRoleBindings, by name.
 		{[]string{"delete", "clusterrolebindings/stargate:kubelet-bootstrap"}, "yes"},
 		{[]string{"update", "clusterrolebindings/stargate:kubelet-bootstrap"}, "yes"},

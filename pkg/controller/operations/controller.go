@@ -32,6 +32,7 @@ import (
 
 	stargatev1alpha1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/validation"
+	"github.com/stargate-k8s/stargate/pkg/bootstrap"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
 
@@ -61,6 +62,8 @@ type Options struct {
 	KubeAPIQPS             float32
 	KubeAPIBurst           int
 	JumpConnectionIdle     time.Duration
+	RebootCommand          string
+	ResetScriptFile        string
 }
 
 // NewOptions returns the defaults.
@@ -79,6 +82,7 @@ func NewOptions() *Options {
 		KubeAPIQPS:           50,
 		KubeAPIBurst:         100,
 		JumpConnectionIdle:   30 * time.Second,
+		RebootCommand:        DefaultRebootCommand,
 	}
 }
 
@@ -113,6 +117,8 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.KubeAPIQPS, "repave-kube-api-qps", o.KubeAPIQPS, "Queries per second the repave reconciler may send to the API server (client-go's default of 5 throttles parallel repaves).")
 	fs.IntVar(&o.KubeAPIBurst, "repave-kube-api-burst", o.KubeAPIBurst, "Burst of the repave reconciler's API client.")
 	fs.DurationVar(&o.JumpConnectionIdle, "jump-connection-idle", o.JumpConnectionIdle, "How long an unused SSH connection to a DC router stays open for the next repave through it (repaves through one router share one connection; each server's own host key is still verified end to end); 0 opens one per repave.")
+	fs.StringVar(&o.RebootCommand, "reboot-command", o.RebootCommand, "Shell command a Reboot Operation runs on the server, as the profile's admin user, after draining its Node; it is started detached, a second after the SSH session ends.")
+	fs.StringVar(&o.ResetScriptFile, "reset-script", o.ResetScriptFile, "File of the shell script a Decommission runs on the server (bash, as the profile's admin user) to stop and disable the kubelet and remove its configuration and certificates; empty: the built-in reset for the built-in Ubuntu bootstrap.")
 	fs.IntVar(&o.OutputTailBytes, "output-tail-bytes", o.OutputTailBytes, "How much of the script's output, redacted, is kept in Operation status.outputTail.")
 }
 
@@ -139,6 +145,9 @@ func (o *Options) Validate() error {
 	}
 	if o.JumpConnectionIdle < 0 {
 		errs = append(errs, errors.New("--jump-connection-idle must not be negative"))
+	}
+	if o.RebootCommand == "" {
+		errs = append(errs, errors.New("--reboot-command must not be empty"))
 	}
 	if o.MaxConcurrentRepaves < 1 {
 		errs = append(errs, errors.New("--max-concurrent-repaves must be at least 1"))
@@ -215,6 +224,13 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			return err
 		}
 	}
+	if c.Opts.ResetScriptFile != "" {
+		b, err := os.ReadFile(c.Opts.ResetScriptFile)
+		if err != nil {
+			return fmt.Errorf("read --reset-script: %w", err)
+		}
+		r.reset = b
+	}
 	if c.Opts.APIServerCAFile != "" {
 		ca, err := os.ReadFile(c.Opts.APIServerCAFile)
 		if err != nil {
@@ -254,7 +270,9 @@ type Reconciler struct {
 	// per repave.
 	Jumps *sshexec.JumpPool
 
-	caPEM  []byte
+	caPEM []byte
+	// reset is --reset-script's content; bootstrap.ResetScript when nil.
+	reset  []byte
 	rbacMu sync.Mutex
 	rbacOK bool
 	nodes  *nodeWaiter
@@ -336,4 +354,11 @@ func (w *nodeWaiter) handler() handler.EventHandler {
 			w.notify(e.ObjectNew.GetName())
 		},
 	}
+}
+
+func (r *Reconciler) resetScript() []byte {
+	if r.reset != nil {
+		return r.reset
+	}
+	return bootstrap.ResetScript
 }

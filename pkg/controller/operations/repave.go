@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -29,8 +30,10 @@ const (
 	StepWaitForNode = "WaitForNodeReady"
 )
 
-// RepaveSteps lists the steps of a repave in the order they run.
-var RepaveSteps = []string{StepResolve, StepConnect, StepToken, StepStaleNode, StepScript, StepWaitForNode}
+// RepaveSteps lists the steps of a repave in the order they run: the
+// Node is drained once the host is known to be reachable, before anything
+// changes on it.
+var RepaveSteps = []string{StepResolve, StepConnect, StepDrain, StepToken, StepStaleNode, StepScript, StepWaitForNode}
 
 // Reasons of a failed Operation (condition Succeeded=False) and of the
 // Server's Provisioned condition.
@@ -147,10 +150,63 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func klogRef(o client.Object) string { return o.GetNamespace() + "/" + o.GetName() }
 
+// kind is the Operation's type; Repave when empty.
+func (p *repave) kind() v1.OperationType {
+	if p.op.Spec.Operation == "" {
+		return v1.OperationRepave
+	}
+	return p.op.Spec.Operation
+}
+
+// stepFunc is one step of an Operation type.
+type stepFunc struct {
+	name string
+	fn   func(context.Context) (string, error)
+}
+
+// steps are the steps of the Operation's type, in order; nil for a type
+// this controller does not run.
+func (p *repave) steps() []stepFunc {
+	resolved := stepFunc{StepResolve, func(context.Context) (string, error) {
+		return fmt.Sprintf("server %s, profile %s, credentials %s", p.server.Name, p.profile.Name, p.profile.Spec.SSHCredentialsSecretRef.Name), nil
+	}}
+	switch p.kind() {
+	case v1.OperationRepave:
+		return []stepFunc{
+			resolved,
+			{StepConnect, p.connect},
+			{StepDrain, p.drainNode},
+			{StepToken, p.createToken},
+			{StepStaleNode, p.removeStaleNode},
+			{StepScript, p.runScript},
+			{StepWaitForNode, p.waitForNode},
+		}
+	case v1.OperationReboot:
+		return []stepFunc{
+			resolved,
+			{StepConnect, p.connect},
+			{StepDrain, p.drainNode},
+			{StepReboot, p.rebootHost},
+			{StepWaitForNode, p.waitForReboot},
+			{StepUncordon, p.uncordon},
+		}
+	case v1.OperationDecommission:
+		return []stepFunc{
+			resolved,
+			{StepDrain, p.drainNode},
+			{StepReset, p.resetHost},
+			{StepDeleteNode, p.deleteNode},
+		}
+	}
+	return nil
+}
+
 func (p *repave) run(ctx context.Context) error {
 	start := time.Now()
-	if p.op.Spec.Operation != "" && p.op.Spec.Operation != v1.OperationRepave {
-		return p.finish(ctx, "", fail(ReasonUnsupported, "operation %q is not supported; only Repave is", p.op.Spec.Operation))
+	kind := p.kind()
+	steps := p.steps()
+	if steps == nil {
+		return p.finish(ctx, "", fail(ReasonUnsupported, "operation %q is not supported; only %s, %s and %s are", p.op.Spec.Operation, v1.OperationRepave, v1.OperationReboot, v1.OperationDecommission))
 	}
 	first := p.op.Status.Phase == "" || p.op.Status.Phase == v1.OperationPending
 	if first {
@@ -158,13 +214,13 @@ func (p *repave) run(ctx context.Context) error {
 		p.op.Status.Phase = v1.OperationRunning
 		p.op.Status.StartTime = &now
 		p.op.Status.Steps = nil
-		for _, s := range RepaveSteps {
-			p.op.Status.Steps = append(p.op.Status.Steps, v1.OperationStep{Name: s, State: v1.StepPending})
+		for _, s := range steps {
+			p.op.Status.Steps = append(p.op.Status.Steps, v1.OperationStep{Name: s.name, State: v1.StepPending})
 		}
-		p.op.Status.Message = "repave started"
-		p.log.Info("repave started")
+		p.op.Status.Message = strings.ToLower(string(kind)) + " started"
+		p.log.Info(p.op.Status.Message)
 	} else {
-		p.log.Info("resuming repave", "steps", stepSummary(p.op))
+		p.log.Info("resuming "+strings.ToLower(string(kind)), "steps", stepSummary(p.op))
 	}
 
 	// References are read on every run (a resumed run needs them too).
@@ -183,30 +239,21 @@ func (p *repave) run(ctx context.Context) error {
 		s := p.findStep(StepResolve)
 		s.State, s.StartTime = v1.StepRunning, &resolveStart
 		p.startedHere[StepResolve] = true
-		p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, "RepaveStarted", "Repave", "Operation %s started a repave", p.op.Name)
+		p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, string(kind)+"Started", string(kind), "Operation %s started a %s", p.op.Name, strings.ToLower(string(kind)))
 		// The Server's status is no step: it is written while the first
-		// steps run, and finished before the result is written.
-		p.serverDone = make(chan struct{})
-		go func() {
-			defer close(p.serverDone)
-			if err := p.setServerProvisioning(ctx); err != nil {
-				p.log.Error(err, "set Server status Provisioning")
-			}
-		}()
+		// steps run, and finished before the result is written. A reboot
+		// leaves the Server's provisioning as it is.
+		if kind == v1.OperationRepave {
+			p.serverDone = make(chan struct{})
+			go func() {
+				defer close(p.serverDone)
+				if err := p.setServerProvisioning(ctx); err != nil {
+					p.log.Error(err, "set Server status Provisioning")
+				}
+			}()
+		}
 	}
-	for _, s := range []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
-		{StepResolve, func(context.Context) (string, error) {
-			return fmt.Sprintf("server %s, profile %s, credentials %s", p.server.Name, p.profile.Name, p.profile.Spec.SSHCredentialsSecretRef.Name), nil
-		}},
-		{StepConnect, p.connect},
-		{StepToken, p.createToken},
-		{StepStaleNode, p.removeStaleNode},
-		{StepScript, p.runScript},
-		{StepWaitForNode, p.waitForNode},
-	} {
+	for _, s := range steps {
 		if err := p.step(ctx, s.name, s.fn); err != nil {
 			if operationDeleted(ctx, err) {
 				return p.abandon(ctx)
@@ -224,7 +271,7 @@ func (p *repave) run(ctx context.Context) error {
 	}
 	err := p.finish(ctx, "", nil)
 	wall := time.Since(start)
-	p.log.Info("repave finished", "wall", wall, "script", p.scriptTime, "nodeWait", p.nodeWait,
+	p.log.Info(strings.ToLower(string(kind))+" finished", "wall", wall, "script", p.scriptTime, "nodeWait", p.nodeWait,
 		"overhead", wall-p.scriptTime-p.nodeWait, "steps", p.stepTimes, "scriptStep", p.scriptPhases,
 		"statusWrites", p.statusWrites, "statusWriteTime", p.statusWriteTime, "finish", p.finishTime)
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +58,9 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	// active, so it is not forgotten.
 	var serverErr error
 	var wg sync.WaitGroup
-	if p.server != nil && p.claimed {
+	// A reboot leaves the Server's status to the node health controller,
+	// which follows its Node.
+	if p.server != nil && p.claimed && p.kind() == v1.OperationRepave {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -75,18 +78,23 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	if err := p.updateStatus(ctx); err != nil {
 		return err
 	}
+	action := string(p.kind())
 	if err == nil {
-		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", "Repave", "%s", cond.Message)
+		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", action, "%s", cond.Message)
 		if p.server != nil && p.claimed {
-			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, "Repaved", "Repave", "Operation %s: %s", p.op.Name, cond.Message)
+			done := "Repaved"
+			if p.kind() == v1.OperationReboot {
+				done = "Rebooted"
+			}
+			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, done, action, "Operation %s: %s", p.op.Name, cond.Message)
 		}
-		p.log.Info("repave succeeded")
+		p.log.Info(strings.ToLower(action) + " succeeded")
 	} else {
-		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeWarning, cond.Reason, "Repave", "%s", cond.Message)
+		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeWarning, cond.Reason, action, "%s", cond.Message)
 		if p.server != nil && p.claimed {
-			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeWarning, "RepaveFailed", "Repave", "Operation %s: %s", p.op.Name, cond.Message)
+			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeWarning, action+"Failed", action, "Operation %s: %s", p.op.Name, cond.Message)
 		}
-		p.log.Info("repave failed", "reason", cond.Reason, "message", cond.Message)
+		p.log.Info(strings.ToLower(action)+" failed", "reason", cond.Reason, "message", cond.Message)
 	}
 	return nil
 }
@@ -187,6 +195,12 @@ func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) e
 				Reason: ReasonSucceeded, Message: "repaved by Operation " + p.opName, ObservedGeneration: s.Generation})
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionNodeReady, Status: metav1.ConditionTrue,
 				Reason: ReasonNodeReady, Message: "Node " + p.nodeName() + " is Ready", ObservedGeneration: s.Generation})
+		} else if opCond.Reason == ReasonDrainBlocked && s.Status.NodeName != "" {
+			// The drain failed before anything changed on the host: the
+			// Server is as it was, its Node uncordoned again.
+			s.Status.Phase = v1.ServerReady
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionTrue,
+				Reason: ReasonDrainBlocked, Message: "Operation " + p.opName + " did not repave the server: " + opCond.Message, ObservedGeneration: s.Generation})
 		} else {
 			s.Status.Phase = v1.ServerFailed
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,

@@ -69,7 +69,7 @@ var (
 	usernameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 	supportedRuntimes   = sets.New(stargate.ContainerRuntimeContainerd)
-	supportedOperations = sets.New(stargate.OperationRepave)
+	supportedOperations = sets.New(stargate.OperationRepave, stargate.OperationReboot, stargate.OperationDecommission)
 	taintEffects        = sets.New(stargate.TaintEffectNoSchedule, stargate.TaintEffectPreferNoSchedule, stargate.TaintEffectNoExecute)
 	serverPhases        = sets.New(stargate.ServerPending, stargate.ServerProvisioning, stargate.ServerReady, stargate.ServerFailed)
 	operationPhases     = sets.New(stargate.OperationPending, stargate.OperationRunning, stargate.OperationSucceeded, stargate.OperationFailed)

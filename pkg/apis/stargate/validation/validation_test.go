@@ -148,7 +148,7 @@ func TestInvalidInputsNameTheField(t *testing.T) {
 			p.Spec.BootstrapScriptRef = &stargate.ConfigMapKeyReference{Name: "scripts"}
 		}), "spec.bootstrapScriptRef.key"},
 		{"operation server ref missing", operationErrs(func(o *stargate.Operation) { o.Spec.ServerRef.Name = "" }), "spec.serverRef.name"},
-		{"operation kind unsupported", operationErrs(func(o *stargate.Operation) { o.Spec.Operation = "Reboot" }), "spec.operation"},
+		{"operation kind unsupported", operationErrs(func(o *stargate.Operation) { o.Spec.Operation = "Reset" }), "spec.operation"},
 		{"operation spec changed", func() []string {
 			old, o := validOperation(), validOperation()
 			o.Spec.Reason = "changed my mind"
