@@ -111,7 +111,7 @@ func newLayer(files []file, epoch time.Time) (*layer, error) {
 		return nil, err
 	}
 	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
