@@ -29,6 +29,10 @@ var DecommissionSteps = []string{StepResolve, StepDrain, StepReset, StepDeleteNo
 // and its credentials are left on the host.
 const ReasonHostNotReset = "HostNotReset"
 
+// ReasonDecommissioned is the Server's Provisioned reason (and event)
+// after a decommission.
+const ReasonDecommissioned = "Decommissioned"
+
 // resetHost runs the reset script (--reset-script, else
 // bootstrap.ResetScript) on the host over SSH, through the jump host with
 // the repave's credentials and host key checks. A host that cannot be

@@ -38,10 +38,15 @@ var RepaveSteps = []string{StepResolve, StepConnect, StepDrain, StepToken, StepS
 // Reasons of a failed Operation (condition Succeeded=False) and of the
 // Server's Provisioned condition.
 const (
-	ReasonServerNotFound       = "ServerNotFound"
-	ReasonProfileNotFound      = "ProfileNotFound"
-	ReasonCredentialsNotFound  = "CredentialsNotFound"
-	ReasonCredentialsInvalid   = "CredentialsInvalid"
+	ReasonServerNotFound      = "ServerNotFound"
+	ReasonProfileNotFound     = "ProfileNotFound"
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+	ReasonCredentialsInvalid  = "CredentialsInvalid"
+	// ReasonCredentialsForbidden fails an Operation at once when
+	// stargate-controller may not read its datacenter's SSH Secret or
+	// script ConfigMap: the admin did not bind DatacenterClusterRole in
+	// that namespace. Retrying would not help.
+	ReasonCredentialsForbidden = "CredentialsForbidden"
 	ReasonScriptNotFound       = "BootstrapScriptNotFound"
 	ReasonHostKeyMismatch      = "HostKeyMismatch"
 	ReasonHostKeyUnknown       = "HostKeyUnknown"
@@ -72,6 +77,14 @@ const (
 	// stopped another Operation's unfinished script on the host before
 	// its own started.
 	ReasonScriptStopped = "StoppedPreviousScript"
+)
+
+// DatacenterClusterRole is what the admin binds to ControllerServiceAccount
+// in each datacenter namespace (artifacts/datacenter/rbac.yaml) so
+// stargate-controller may read its SSH Secret and script ConfigMaps.
+const (
+	DatacenterClusterRole    = "stargate-controller-datacenter"
+	ControllerServiceAccount = "stargate-system/stargate-controller"
 )
 
 // Secret keys of the SSH credentials.

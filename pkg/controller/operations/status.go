@@ -31,6 +31,9 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	if err == nil {
 		p.op.Status.Phase = v1.OperationSucceeded
 		p.op.Status.Message = fmt.Sprintf("server %s is Node %s, Ready", p.server.Name, p.nodeName())
+		if p.kind() == v1.OperationDecommission {
+			p.op.Status.Message = fmt.Sprintf("server %s decommissioned: %s; Node %s deleted", p.server.Name, p.findStep(StepReset).Message, p.nodeName())
+		}
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, ReasonSucceeded, p.op.Status.Message
 	} else {
 		reason := ReasonInternal
@@ -59,8 +62,8 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	var serverErr error
 	var wg sync.WaitGroup
 	// A reboot leaves the Server's status to the node health controller,
-	// which follows its Node.
-	if p.server != nil && p.claimed && p.kind() == v1.OperationRepave {
+	// which follows its Node; a decommission says the Server has no Node.
+	if p.server != nil && p.claimed && p.kind() != v1.OperationReboot {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -82,9 +85,9 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	if err == nil {
 		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", action, "%s", cond.Message)
 		if p.server != nil && p.claimed {
-			done := "Repaved"
-			if p.kind() == v1.OperationReboot {
-				done = "Rebooted"
+			done := map[v1.OperationType]string{v1.OperationReboot: "Rebooted", v1.OperationDecommission: ReasonDecommissioned}[p.kind()]
+			if done == "" {
+				done = "Repaved"
 			}
 			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeNormal, done, action, "Operation %s: %s", p.op.Name, cond.Message)
 		}
@@ -188,6 +191,21 @@ func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) e
 			return false // a newer Operation holds the claim now
 		}
 		s.Status.ObservedGeneration = s.Generation
+		if p.kind() == v1.OperationDecommission {
+			if opCond.Status != metav1.ConditionTrue {
+				// The host and its Node may be half done: the event and
+				// the Operation say what failed.
+				return false
+			}
+			s.Status.Phase = v1.ServerPending
+			s.Status.NodeName = ""
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
+				Reason: ReasonDecommissioned, Message: "decommissioned by Operation " + p.opName + ": its Node was deleted; repave it to use it again", ObservedGeneration: s.Generation})
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionNodeReady, Status: metav1.ConditionFalse,
+				Reason: ReasonDecommissioned, Message: "the server has no Node", ObservedGeneration: s.Generation})
+			serverstatus.SetReadySummary(s)
+			return true
+		}
 		if opCond.Status == metav1.ConditionTrue {
 			s.Status.Phase = v1.ServerReady
 			s.Status.NodeName = p.nodeName()

@@ -1,0 +1,185 @@
+package repave
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/controller/operations"
+	"github.com/stargate-k8s/stargate/pkg/sshexec"
+	"github.com/stargate-k8s/stargate/test/dcsim"
+)
+
+// resetScript stands in for pkg/bootstrap/scripts/reset.sh on the
+// simulated hosts, which share this machine's /etc: it stops the host's
+// kubelet-standin (the one in its network namespace) and removes its
+// kubeconfigs and certificates, and like the real one does nothing the
+// second time.
+func (e *testEnv) resetScript(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(e.dir, "reset.sh")
+	script := `#!/bin/bash
+set -euo pipefail
+self=$(readlink /proc/self/ns/net)
+for f in ` + sshexec.Quote(e.stateDir) + `/*/pid; do
+  p=$(cat "$f" 2>/dev/null) || continue
+  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
+  d=$(dirname "$f")
+  kill "$p" 2>/dev/null || true
+  rm -f "$d/kubelet.conf" "$d/bootstrap-kubelet.conf" "$f"
+  echo "[stargate] reset $(basename "$d")"
+  echo reset >>"$d/resets"
+done
+echo "[stargate] reset done"
+`
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// decommission starts a Decommission with a plain create of an Operation
+// (which claims the Server like servers/NAME/repave does).
+func (e *testEnv) decommission(t *testing.T, server string) string {
+	t.Helper()
+	op := &v1.Operation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: dc, GenerateName: server + "-decommission-"},
+		Spec: v1.OperationSpec{ServerRef: v1.LocalObjectReference{Name: server}, ProvisioningProfileRef: v1.LocalObjectReference{Name: "fast"},
+			Operation: v1.OperationDecommission, Reason: "retired"},
+	}
+	if err := e.c.Create(context.Background(), op); err != nil {
+		t.Fatalf("create Decommission of %s: %v", server, err)
+	}
+	return op.Name
+}
+
+// A Decommission drains the Node, resets the host over SSH (the stand-in
+// kubelet stopped, its kubeconfigs and certificates gone) and deletes the
+// Node; a second one finds nothing left and succeeds too.
+func TestDecommissionDrainsResetsAndRemovesNode(t *testing.T) {
+	const name = "decom-1"
+	ns := env.drainNamespace(t, "decom-1")
+	env.startController(t, "decommission", "--reset-script="+env.resetScript(t))
+	env.provisioned(t, name, 38)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &podKubelet{t: t, ns: ns, node: name, when: map[string]time.Time{}}
+	go k.run(ctx)
+	makeBoundPods(t, ns, name, map[string]string{"app": "web"}, "web-1")
+	state := filepath.Join(env.stateDir, name)
+	pidb, err := os.ReadFile(filepath.Join(state, "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for _, c := range strings.TrimSpace(string(pidb)) {
+		pid = pid*10 + int(c-'0')
+	}
+
+	op := env.waitOp(t, env.decommission(t, name), 2*time.Minute, finished)
+	if op.Status.Phase != v1.OperationSucceeded {
+		t.Fatalf("decommission: %s: %s; steps %+v", op.Status.Phase, op.Status.Message, op.Status.Steps)
+	}
+	st := stepStates(op)
+	for _, s := range operations.DecommissionSteps {
+		if st[s] != v1.StepSucceeded {
+			t.Errorf("step %s is %q, want Succeeded", s, st[s])
+		}
+	}
+	if d := stepOf(op, operations.StepDrain); !strings.Contains(d.Message, "evicted 1 pods") {
+		t.Errorf("DrainNode: %q", d.Message)
+	}
+	if !strings.Contains(op.Status.OutputTail, "reset "+name) {
+		t.Errorf("the reset's output is not in status.outputTail: %q", op.Status.OutputTail)
+	}
+	// Host-side evidence: the stand-in stopped, its credentials gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("kubelet-standin (pid %d) still runs after the reset", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, f := range []string{"kubelet.conf", "bootstrap-kubelet.conf"} {
+		if _, err := os.Stat(filepath.Join(state, f)); !os.IsNotExist(err) {
+			t.Errorf("%s is still on the host after the reset (%v)", f, err)
+		}
+	}
+	var node corev1.Node
+	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
+		t.Errorf("Node %s after the decommission: %v, want NotFound", name, err)
+	}
+
+	// Idempotent: again, on the reset host without a Node.
+	op = env.waitOp(t, env.decommission(t, name), 2*time.Minute, finished)
+	if op.Status.Phase != v1.OperationSucceeded {
+		t.Fatalf("second decommission: %s: %s", op.Status.Phase, op.Status.Message)
+	}
+	if d := stepOf(op, operations.StepDrain); !strings.Contains(d.Message, "no Node") {
+		t.Errorf("second DrainNode: %q", d.Message)
+	}
+}
+
+// A Decommission of a server that cannot be reached still drains and
+// deletes its Node (so its routes and pod CIDR can go), after the SSH
+// attempts fail, with a Warning event saying what was left on the host.
+func TestDecommissionOfUnreachableServerStillRemovesNode(t *testing.T) {
+	const name = "decom-gone"
+	env.startController(t, "decommission-gone", "--reset-script="+env.resetScript(t))
+	env.provisioned(t, name, 39)
+	ctx := context.Background()
+	// The machine is gone: its address answers no more.
+	var srv v1.Server
+	if err := env.c.Get(ctx, client.ObjectKey{Namespace: dc, Name: name}, &srv); err != nil {
+		t.Fatal(err)
+	}
+	srv.Spec.IPAddress, srv.Spec.HostKey = dcsim.UnusedWorkerIP, ""
+	if err := env.c.Update(ctx, &srv); err != nil {
+		t.Fatal(err)
+	}
+	op := env.waitOp(t, env.decommission(t, name), 2*time.Minute, finished)
+	if op.Status.Phase != v1.OperationSucceeded {
+		t.Fatalf("decommission: %s: %s; steps %+v", op.Status.Phase, op.Status.Message, op.Status.Steps)
+	}
+	r := stepOf(op, operations.StepReset)
+	if !strings.Contains(r.Message, "could not reset host") || !strings.Contains(r.Message, "kubelet may still run") {
+		t.Errorf("ResetHost: %q; want what was left on the host", r.Message)
+	}
+	var node corev1.Node
+	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
+		t.Errorf("Node %s after the decommission: %v, want NotFound", name, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var evs eventsv1.EventList
+		if err := env.c.List(ctx, &evs, client.InNamespace(dc)); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range evs.Items {
+			if e.Reason == operations.ReasonHostNotReset && e.Regarding.Name == name && e.Type == corev1.EventTypeWarning {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Warning event %s on Server %s", operations.ReasonHostNotReset, name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got := env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool { return s.Status.NodeName == "" })
+	t.Logf("Server after decommission: phase %s; reset step: %s", got.Status.Phase, r.Message)
+}
