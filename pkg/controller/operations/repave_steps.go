@@ -97,6 +97,16 @@ func (p *repave) resolve(ctx context.Context) error {
 		})
 	}
 	errs = p.getAll(gets...)
+	for i, err := range errs {
+		if apierrors.IsForbidden(err) {
+			what := fmt.Sprintf("SSH credentials Secret %s/%s", ns, ref.Name)
+			if i == 1 {
+				what = fmt.Sprintf("bootstrap script ConfigMap %s/%s", ns, sr.Name)
+			}
+			return fail(ReasonCredentialsForbidden, "stargate-controller may not read the %s (ProvisioningProfile %s): bind ClusterRole %s to ServiceAccount %s in namespace %s (artifacts/datacenter/rbac.yaml: kubectl create rolebinding stargate-controller -n %s --clusterrole=%s --serviceaccount=%s): %v",
+				what, p.profile.Name, DatacenterClusterRole, ControllerServiceAccount, ns, ns, DatacenterClusterRole, strings.Replace(ControllerServiceAccount, "/", ":", 1), err)
+		}
+	}
 	if err := errs[0]; err != nil {
 		if apierrors.IsNotFound(err) {
 			return fail(ReasonCredentialsNotFound, "SSH credentials Secret %s/%s (ProvisioningProfile %s spec.sshCredentialsSecretRef) does not exist", ns, ref.Name, p.profile.Name)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -113,6 +114,11 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 	}
 	var sec corev1.Secret
 	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: srv.Namespace, Name: prof.Spec.SSHCredentialsSecretRef.Name}, &sec); err != nil {
+		if apierrors.IsForbidden(err) {
+			// The admin did not onboard the namespace for the controller.
+			return sshexec.Config{}, fmt.Errorf("SSH credentials Secret %s/%s: %w; bind ClusterRole stargate-controller-datacenter to ServiceAccount stargate-system/stargate-controller in namespace %s (artifacts/datacenter/rbac.yaml)",
+				srv.Namespace, prof.Spec.SSHCredentialsSecretRef.Name, err, srv.Namespace)
+		}
 		return sshexec.Config{}, fmt.Errorf("SSH credentials Secret %s/%s: %w", srv.Namespace, prof.Spec.SSHCredentialsSecretRef.Name, err)
 	}
 	signer, err := sshexec.ParsePrivateKey(sec.Data[corev1.SSHAuthPrivateKey])
