@@ -177,7 +177,14 @@ func TestBuiltinRolesGrantNothingOfStargate(t *testing.T) {
 		in("it-operator", "yes", "get", "servers.stargate.io", "--subresource=routes"),
 		in("it-operator", "yes", "list", "operations.stargate.io"),
 		in("it-operator", "no", "update", "servers.stargate.io", "--subresource=status"),
-		in("it-operator", "no", "create", "operations.stargate.io"),
+		// A plain create of an Operation takes the Server's claim as a
+		// repave does (the original Stargate's way), so it is granted
+		// with repaves; deleting history is stargate-admin's.
+		in("it-operator", "yes", "create", "operations.stargate.io"),
+		in("it-operator", "yes", "create", "servers.stargate.io", "--subresource=reboot"),
+		in("it-operator", "yes", "create", "serverrollouts.stargate.io"),
+		in("it-viewer", "no", "create", "serverrollouts.stargate.io"),
+		in("it-editor", "no", "create", "serverrollouts.stargate.io"),
 		in("it-operator", "no", "delete", "operations.stargate.io"),
 		{"it-operator", []string{"create", "servers.stargate.io", "-n", "default"}, "no"},
 		// Datacenters are cluster-scoped: no namespaced binding reaches them.
