@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/controller/operations"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
@@ -182,4 +185,123 @@ func TestDecommissionOfUnreachableServerStillRemovesNode(t *testing.T) {
 	}
 	got := env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool { return s.Status.NodeName == "" })
 	t.Logf("Server after decommission: phase %s; reset step: %s", got.Status.Phase, r.Message)
+}
+
+// waitDecommissioned waits until deleted Server name is gone or holds
+// finalizer stargate.io/decommission no more (the routes and pod CIDR
+// finalizers are other controllers').
+func waitDecommissioned(t *testing.T, name string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var s v1.Server
+		err := env.c.Get(context.Background(), client.ObjectKey{Namespace: dc, Name: name}, &s)
+		if apierrors.IsNotFound(err) || (err == nil && !slices.Contains(s.Finalizers, stargate.FinalizerDecommission)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted Server %s still held by %s after %s: %v %v", name, stargate.FinalizerDecommission, timeout, s.Finalizers, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func waitEvent(t *testing.T, reason, server string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var evs eventsv1.EventList
+		if err := env.c.List(context.Background(), &evs, client.InNamespace(dc)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs.Items {
+			if e.Reason == reason && e.Regarding.Name == server {
+				return e.Note
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event %s on Server %s", reason, server)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Deleting a provisioned Server decommissions it first: the finalizer
+// stargate.io/decommission holds it while its Node is drained, the host
+// reset (the stand-in stopped, its kubeconfigs gone) and the Node deleted.
+func TestDeletingServerDrainsResetsAndRemovesNode(t *testing.T) {
+	const name = "delete-1"
+	ns := env.drainNamespace(t, "delete-1")
+	env.startController(t, "delete", "--reset-script="+env.resetScript(t))
+	env.provisioned(t, name, 31)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &podKubelet{t: t, ns: ns, node: name, when: map[string]time.Time{}}
+	go k.run(ctx)
+	makeBoundPods(t, ns, name, map[string]string{"app": "web"}, "web-1")
+	env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool {
+		return slices.Contains(s.Finalizers, stargate.FinalizerDecommission)
+	})
+	state := filepath.Join(env.stateDir, name)
+	pidb, err := os.ReadFile(filepath.Join(state, "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+
+	if err := env.c.Delete(ctx, &v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: dc, Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	waitDecommissioned(t, name, time.Minute)
+	if ev, _ := k.order(); len(ev) != 1 || ev[0] != "web-1" {
+		t.Errorf("evicted %v, want [web-1]", ev)
+	}
+	for stop := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(stop) {
+			t.Errorf("kubelet-standin (pid %d) still runs after the Server was deleted", pid)
+			break
+		}
+	}
+	for _, f := range []string{"kubelet.conf", "bootstrap-kubelet.conf"} {
+		if _, err := os.Stat(filepath.Join(state, f)); !os.IsNotExist(err) {
+			t.Errorf("%s is still on the host (%v)", f, err)
+		}
+	}
+	var node corev1.Node
+	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
+		t.Errorf("Node %s after the Server's deletion: %v, want NotFound", name, err)
+	}
+	t.Logf("event: %s", waitEvent(t, operations.ReasonDecommissioned, name))
+}
+
+// A deleted Server whose host cannot be reached still has its Node
+// removed, with a Warning event saying what was left on the host; the
+// finalizer does not hold it longer than --decommission-timeout.
+func TestDeletingUnreachableServerStillRemovesNodeAfterTimeout(t *testing.T) {
+	const name = "delete-gone"
+	env.startController(t, "delete-gone", "--reset-script="+env.resetScript(t), "--decommission-timeout=20s")
+	env.provisioned(t, name, 32)
+	ctx := context.Background()
+	srv := env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool {
+		return slices.Contains(s.Finalizers, stargate.FinalizerDecommission)
+	})
+	srv.Spec.IPAddress, srv.Spec.HostKey = dcsim.UnusedWorkerIP, ""
+	if err := env.c.Update(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := env.c.Delete(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	waitDecommissioned(t, name, 40*time.Second)
+	t.Logf("released after %s", time.Since(began).Round(time.Millisecond))
+	var node corev1.Node
+	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
+		t.Errorf("Node %s after the Server's deletion: %v, want NotFound", name, err)
+	}
+	note := waitEvent(t, operations.ReasonHostNotReset, name)
+	if !strings.Contains(note, "kubelet may still run") {
+		t.Errorf("event %q does not say what was left on the host", note)
+	}
+	t.Logf("event: %s", note)
 }

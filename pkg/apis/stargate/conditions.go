@@ -45,6 +45,11 @@ const (
 	// FinalizerRoutes holds a Server until its routes are removed from
 	// every layer; FinalizerPodCIDR is released only after it.
 	FinalizerRoutes = "stargate.io/routes"
+	// FinalizerDecommission holds a provisioned Server (status.nodeName
+	// set) that is deleted until stargate-controller drained its Node,
+	// reset the host and deleted the Node (or gave up on the host after
+	// --decommission-timeout).
+	FinalizerDecommission = "stargate.io/decommission"
 )
 
 // Condition types on an Operation.

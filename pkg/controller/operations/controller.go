@@ -64,6 +64,7 @@ type Options struct {
 	JumpConnectionIdle     time.Duration
 	RebootCommand          string
 	ResetScriptFile        string
+	DecommissionTimeout    time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -83,6 +84,7 @@ func NewOptions() *Options {
 		KubeAPIBurst:         100,
 		JumpConnectionIdle:   30 * time.Second,
 		RebootCommand:        DefaultRebootCommand,
+		DecommissionTimeout:  5 * time.Minute,
 	}
 }
 
@@ -119,6 +121,7 @@ func (c *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.JumpConnectionIdle, "jump-connection-idle", o.JumpConnectionIdle, "How long an unused SSH connection to a DC router stays open for the next repave through it (repaves through one router share one connection; each server's own host key is still verified end to end); 0 opens one per repave.")
 	fs.StringVar(&o.RebootCommand, "reboot-command", o.RebootCommand, "Shell command a Reboot Operation runs on the server, as the profile's admin user, after draining its Node; it is started detached, a second after the SSH session ends.")
 	fs.StringVar(&o.ResetScriptFile, "reset-script", o.ResetScriptFile, "File of the shell script a Decommission runs on the server (bash, as the profile's admin user) to stop and disable the kubelet and remove its configuration and certificates; empty: the built-in reset for the built-in Ubuntu bootstrap.")
+	fs.DurationVar(&o.DecommissionTimeout, "decommission-timeout", o.DecommissionTimeout, "How long a deleted Server that has a Node is held (finalizer stargate.io/decommission) while its Node is drained and its host reset; after it the Node is deleted anyway and a Warning event says what was left on the host.")
 	fs.IntVar(&o.OutputTailBytes, "output-tail-bytes", o.OutputTailBytes, "How much of the script's output, redacted, is kept in Operation status.outputTail.")
 }
 
@@ -237,6 +240,13 @@ func (c *Controller) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 			return fmt.Errorf("read --api-server-ca-file: %w", err)
 		}
 		r.caPEM = ca
+	}
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named("decommission").
+		For(&stargatev1alpha1.Server{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: c.Opts.MaxConcurrentRepaves}).
+		Complete(&serverDecommissioner{r: r}); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("operations").

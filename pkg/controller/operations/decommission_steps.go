@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,7 +47,7 @@ func (p *repave) resetHost(ctx context.Context) (string, error) {
 		var f *failure
 		if errors.As(err, &f) && (f.reason == ReasonUnreachable || f.reason == ReasonAuthenticationFailed) {
 			left := fmt.Sprintf("could not reset host %s (%v): its kubelet may still run there with its configuration and client certificate (/etc/kubernetes, /var/lib/kubelet); the Node is deleted, so the certificate no longer names a Node; reset it by hand (the reset script of stargate-controller) or reinstall it", p.server.Spec.IPAddress, p.redact.String(err.Error()))
-			p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeWarning, ReasonHostNotReset, "Decommission", "%s", left)
+			p.r.Recorder.Eventf(p.server, p.related(), corev1.EventTypeWarning, ReasonHostNotReset, "Decommission", "%s", left)
 			return left, nil
 		}
 		return "", err
@@ -54,8 +55,9 @@ func (p *repave) resetHost(ctx context.Context) (string, error) {
 	sctx, cancel := context.WithDeadline(ctx, p.stepDeadline(StepReset, p.r.Opts.ScriptTimeout))
 	defer cancel()
 	tail := newTail(p.r.Opts.OutputTailBytes, p.redact)
-	var out bytes.Buffer
-	err = c.Run(sctx, "bash -s", bytes.NewReader(p.r.resetScript()), &out, &out)
+	// stdout and stderr are copied at the same time.
+	out := &lockedBuffer{}
+	err = c.Run(sctx, "bash -s", bytes.NewReader(p.r.resetScript()), out, out)
 	for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
 		tail.Add(l)
 	}
@@ -83,4 +85,22 @@ func (p *repave) deleteNode(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("delete Node %s: %w", node.Name, err)
 	}
 	return fmt.Sprintf("deleted Node %s", node.Name), nil
+}
+
+// lockedBuffer is a bytes.Buffer written from more than one goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -165,7 +165,7 @@ func (p *repave) drainTimedOut(ctx context.Context, node *corev1.Node, pods []co
 	}
 	msg := fmt.Sprintf("cordoned Node %s%s, evicted %d pods; after %s deleted %d pods eviction did not remove (force): %s", node.Name, bootNote(node), len(evicted), timeout, len(left), strings.Join(left, "; "))
 	p.log.Info("forced the drain", "node", node.Name, "deleted", left)
-	p.r.Recorder.Eventf(p.server, p.op, corev1.EventTypeWarning, ReasonDrainForced, "Drain",
+	p.r.Recorder.Eventf(p.server, p.related(), corev1.EventTypeWarning, ReasonDrainForced, "Drain",
 		"Node %s: deleted %d pods a PodDisruptionBudget still protected after %s (force): %s", node.Name, len(left), timeout, strings.Join(left, "; "))
 	return msg, nil
 }

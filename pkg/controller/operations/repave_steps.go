@@ -57,7 +57,7 @@ func (p *repave) resolve(ctx context.Context) error {
 	// Operation; one created any other way, or one the Server has since
 	// given to a newer Operation, touches neither the host nor the
 	// Server's status.
-	if claim := p.server.Status.LastOperation; claim != p.op.Name {
+	if claim := p.server.Status.LastOperation; claim != p.op.Name && !p.serverDeleted {
 		holder := "no Operation"
 		if claim != "" {
 			holder = "Operation " + claim

@@ -37,6 +37,11 @@ type opRun struct {
 	// startedHere are steps this run recorded as Running itself.
 	startedHere map[string]bool
 
+	// serverDeleted says the run is the decommission of a deleted Server
+	// (serverdelete.go): its Operation exists only in memory, so nothing
+	// writes its status and the Server's claim is not asked for.
+	serverDeleted bool
+
 	stepTimes []any
 	// statusWrites and statusWriteTime count the Operation's status
 	// writes.
@@ -139,6 +144,9 @@ func (p *opRun) step(ctx context.Context, name string, fn func(context.Context) 
 }
 
 func (p *opRun) updateStatus(ctx context.Context) error {
+	if p.serverDeleted {
+		return nil
+	}
 	p.op.Status.Message = p.redact.String(p.op.Status.Message)
 	began := time.Now()
 	err := p.r.Client.Status().Update(ctx, p.op)
