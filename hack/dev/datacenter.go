@@ -233,8 +233,21 @@ func (d *datacenter) startController(ctx context.Context, bin, kubeconfig, caFil
 	if err != nil {
 		return err
 	}
+	// The hosts share this machine: a real reset would remove this
+	// machine's kubelet configuration and a real reboot would reboot it.
+	// These act on the host's kubelet stand-in only.
+	reset := filepath.Join(d.Dir, "reset.sh")
+	reboot := filepath.Join(d.Dir, "reboot.sh")
+	if err := os.WriteFile(reset, []byte(dcsim.StandinResetScript(d.StandinDir)), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(reboot, []byte(dcsim.StandinRebootScript(d.StandinDir, 60*time.Second)), 0o755); err != nil {
+		return err
+	}
 	args := []string{
 		"--kubeconfig=" + kubeconfig,
+		"--reset-script=" + reset,
+		"--reboot-command=bash " + reboot,
 		"--leader-elect=false",
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=127.0.0.1:0",

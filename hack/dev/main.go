@@ -253,6 +253,13 @@ installing a kubelet (the hosts share this machine's filesystem).
   kubectl get operations -n %[1]s -o yaml   # every step, the script's output tail
   kubectl describe server worker-1 -n %[1]s
 
+A reboot (drain, reboot over SSH, wait for Ready, uncordon; here the host's
+kubelet stand-in is stopped for 60s, longer than the node grace period, and started again):
+
+  kubectl create --raw /apis/stargate.io/v1alpha1/namespaces/%[1]s/servers/worker-1/reboot -f artifacts/samples/reboot-request.json
+  kubectl get operations -n %[1]s -w        # steps DrainNode, RebootHost, WaitForNodeReady, UncordonNode
+  kubectl get nodes -w                       # worker-1 SchedulingDisabled, NotReady, Ready
+
 A rolling repave of every Server of %[1]s, one at a time (docs/operations.md):
 
   kubectl apply -f hack/dev/serverrollout.yaml

@@ -178,3 +178,53 @@ func Server(ns, name string, h *Host, profile string) *v1.Server {
 	}
 	return s
 }
+
+// StandinResetScript is a reset script (stargate-controller's
+// --reset-script) for the simulated workers, whose hosts share this
+// machine's file system: instead of stopping a kubelet and removing
+// /etc/kubernetes, it stops the kubelet stand-in running in its own
+// network namespace and removes that node's kubeconfigs under stateDir
+// (see StandinScript), and counts the reset in stateDir/<node>/resets.
+func StandinResetScript(stateDir string) string {
+	return `#!/bin/bash
+set -euo pipefail
+self=$(readlink /proc/self/ns/net)
+for f in ` + sshexec.Quote(stateDir) + `/*/pid; do
+  p=$(cat "$f" 2>/dev/null) || continue
+  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
+  d=$(dirname "$f")
+  kill "$p" 2>/dev/null || true
+  rm -f "$d/kubelet.conf" "$d/bootstrap-kubelet.conf" "$f"
+  echo "[stargate] reset $(basename "$d")"
+  echo reset >>"$d/resets"
+done
+echo "[stargate] reset done"
+`
+}
+
+// StandinRebootScript is a reboot (stargate-controller's
+// --reboot-command "bash FILE") for the simulated workers: it stops the
+// kubelet stand-in of its own network namespace, waits down, and starts
+// it again with the client kubeconfig it was issued (the bootstrap token
+// is gone by then), which is what a reboot looks like from the API. It
+// counts reboots in stateDir/<node>/reboots.
+func StandinRebootScript(stateDir string, down time.Duration) string {
+	return fmt.Sprintf(`#!/bin/bash
+set -u
+self=$(readlink /proc/self/ns/net)
+for f in %s/*/pid; do
+  p=$(cat "$f" 2>/dev/null) || continue
+  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
+  d=$(dirname "$f")
+  mapfile -d '' args <"/proc/$p/cmdline"
+  kill "$p"
+  echo reboot >>"$d/reboots"
+  sleep %d
+  for i in "${!args[@]}"; do
+    if [ "${args[$i]}" = --bootstrap-kubeconfig ]; then args[i+1]="$d/kubelet.conf"; fi
+  done
+  setsid "${args[@]}" >>"$d/standin.log" 2>&1 </dev/null &
+  echo $! >"$f"
+done
+`, sshexec.Quote(stateDir), int(down.Seconds()))
+}

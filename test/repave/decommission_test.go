@@ -20,7 +20,6 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/controller/operations"
-	"github.com/stargate-k8s/stargate/pkg/sshexec"
 	"github.com/stargate-k8s/stargate/test/dcsim"
 )
 
@@ -32,20 +31,7 @@ import (
 func (e *testEnv) resetScript(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(e.dir, "reset.sh")
-	script := `#!/bin/bash
-set -euo pipefail
-self=$(readlink /proc/self/ns/net)
-for f in ` + sshexec.Quote(e.stateDir) + `/*/pid; do
-  p=$(cat "$f" 2>/dev/null) || continue
-  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
-  d=$(dirname "$f")
-  kill "$p" 2>/dev/null || true
-  rm -f "$d/kubelet.conf" "$d/bootstrap-kubelet.conf" "$f"
-  echo "[stargate] reset $(basename "$d")"
-  echo reset >>"$d/resets"
-done
-echo "[stargate] reset done"
-`
+	script := dcsim.StandinResetScript(e.stateDir)
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/controller/operations"
-	"github.com/stargate-k8s/stargate/pkg/sshexec"
+	"github.com/stargate-k8s/stargate/test/dcsim"
 )
 
 // rebootDelay is how long the simulated host stays down: longer than
@@ -29,24 +29,7 @@ const rebootDelay = nodeMonitorGracePeriod + 7*time.Second
 func (e *testEnv) rebootScript(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(e.dir, "reboot.sh")
-	script := `#!/bin/bash
-set -u
-self=$(readlink /proc/self/ns/net)
-for f in ` + sshexec.Quote(e.stateDir) + `/*/pid; do
-  p=$(cat "$f" 2>/dev/null) || continue
-  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
-  d=$(dirname "$f")
-  mapfile -d '' args <"/proc/$p/cmdline"
-  kill "$p"
-  echo reboot >>"$d/reboots"
-  sleep ` + strings.TrimSuffix(rebootDelay.String(), "s") + `
-  for i in "${!args[@]}"; do
-    if [ "${args[$i]}" = --bootstrap-kubeconfig ]; then args[i+1]="$d/kubelet.conf"; fi
-  done
-  setsid "${args[@]}" >>"$d/standin.log" 2>&1 </dev/null &
-  echo $! >"$f"
-done
-`
+	script := dcsim.StandinRebootScript(e.stateDir, rebootDelay)
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
