@@ -133,8 +133,11 @@ func TestDecommissionOfUnreachableServerStillRemovesNode(t *testing.T) {
 	if err := env.c.Get(ctx, client.ObjectKey{Namespace: dc, Name: name}, &srv); err != nil {
 		t.Fatal(err)
 	}
+	// A merge patch: the controllers write the Server (finalizers, status)
+	// at the same time, and an update would conflict with them.
+	before := client.MergeFrom(srv.DeepCopy())
 	srv.Spec.IPAddress, srv.Spec.HostKey = dcsim.UnusedWorkerIP, ""
-	if err := env.c.Update(ctx, &srv); err != nil {
+	if err := env.c.Patch(ctx, &srv, before); err != nil {
 		t.Fatal(err)
 	}
 	op := env.waitOp(t, env.decommission(t, name), 2*time.Minute, finished)
@@ -149,26 +152,7 @@ func TestDecommissionOfUnreachableServerStillRemovesNode(t *testing.T) {
 	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
 		t.Errorf("Node %s after the decommission: %v, want NotFound", name, err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var evs eventsv1.EventList
-		if err := env.c.List(ctx, &evs, client.InNamespace(dc)); err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, e := range evs.Items {
-			if e.Reason == operations.ReasonHostNotReset && e.Regarding.Name == name && e.Type == corev1.EventTypeWarning {
-				found = true
-			}
-		}
-		if found {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no Warning event %s on Server %s", operations.ReasonHostNotReset, name)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	env.waitWarningEvent(t, name, operations.ReasonHostNotReset)
 	got := env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool { return s.Status.NodeName == "" })
 	t.Logf("Server after decommission: phase %s; reset step: %s", got.Status.Phase, r.Message)
 }
@@ -271,8 +255,9 @@ func TestDeletingUnreachableServerStillRemovesNodeAfterTimeout(t *testing.T) {
 	srv := env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool {
 		return slices.Contains(s.Finalizers, stargate.FinalizerDecommission)
 	})
+	before := client.MergeFrom(srv.DeepCopy())
 	srv.Spec.IPAddress, srv.Spec.HostKey = dcsim.UnusedWorkerIP, ""
-	if err := env.c.Update(ctx, srv); err != nil {
+	if err := env.c.Patch(ctx, srv, before); err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()

@@ -297,26 +297,7 @@ func TestForcedRepaveDeletesPDBProtectedPodsAfterDrainTimeout(t *testing.T) {
 	if !strings.Contains(d.Message, "(force)") || !strings.Contains(d.Message, ns+"/guarded-1") {
 		t.Errorf("DrainNode step message does not say what force deleted: %q", d.Message)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var evs eventsv1.EventList
-		if err := env.c.List(ctx, &evs, client.InNamespace(dc)); err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, e := range evs.Items {
-			if e.Reason == operations.ReasonDrainForced && e.Regarding.Name == name && e.Type == corev1.EventTypeWarning {
-				found = true
-			}
-		}
-		if found {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no Warning event %s on Server %s", operations.ReasonDrainForced, name)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	env.waitWarningEvent(t, name, operations.ReasonDrainForced)
 }
 
 // The measure of issue 11: time from the repave POST to Ready for a Node
@@ -346,4 +327,26 @@ func TestRepaveOfNodeWithTwentyPodsTime(t *testing.T) {
 		t.Errorf("DrainNode: %q", d.Message)
 	}
 	t.Logf("repave of a Node with 20 pods, POST to Ready: %s (DrainNode %s)", took.Round(time.Millisecond), d.CompletionTime.Sub(d.StartTime.Time))
+}
+
+// waitWarningEvent waits up to 20s for a Warning event with reason about
+// the Server name in the datacenter namespace.
+func (e *testEnv) waitWarningEvent(t *testing.T, name, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var evs eventsv1.EventList
+		if err := e.c.List(context.Background(), &evs, client.InNamespace(dc)); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs.Items {
+			if ev.Reason == reason && ev.Regarding.Name == name && ev.Type == corev1.EventTypeWarning {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Warning event %s on Server %s", reason, name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
