@@ -94,6 +94,10 @@ func TestControllerRBACIsNarrow(t *testing.T) {
 		{[]string{"list", "secrets", "-n", "kube-system"}, "yes"},
 		{[]string{"watch", "secrets", "-n", "kube-system"}, "no"},
 		{[]string{"update", "servers", "-n", dc}, "yes"},
+		// A ServerRollout's Operations, only in datacenter namespaces.
+		{[]string{"create", "servers", "--subresource=repave", "-n", dc}, "yes"},
+		{[]string{"create", "servers", "--subresource=reboot", "-n", dc}, "yes"},
+		{[]string{"create", "servers", "--subresource=repave", "-n", "default"}, "no"},
 		{[]string{"create", "servers", "-n", dc}, "no"},
 		{[]string{"delete", "operations", "-n", dc}, "no"},
 		// Datacenters are an admin's: the controller reads them, holds

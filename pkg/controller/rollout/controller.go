@@ -440,9 +440,12 @@ func (r *Reconciler) startOne(ctx context.Context, ro *v1.ServerRollout, server 
 		Reason:                 rolloutReason(ro),
 	}
 	servers := r.Stargate.StargateV1alpha1().Servers(ro.Namespace)
+	opts := metav1.CreateOptions{FieldManager: "stargate-rollout"}
 	switch ro.Spec.Operation {
 	case v1.OperationRepave:
-		return servers.Repave(ctx, server, req, metav1.CreateOptions{FieldManager: "stargate-rollout"})
+		return servers.Repave(ctx, server, req, opts)
+	case v1.OperationReboot:
+		return servers.Reboot(ctx, server, &v1.RebootRequest{ObjectMeta: req.ObjectMeta, Reason: req.Reason}, opts)
 	default:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("a ServerRollout cannot run %s Operations", ro.Spec.Operation))
 	}

@@ -19,6 +19,10 @@ import (
 // (label selectors).
 const MaxRolloutServers = 2000
 
+// rolloutOperations are what a rollout may run on many Servers: repaves and
+// reboots. A Decommission is a deletion, one Server at a time.
+var rolloutOperations = sets.New(stargate.OperationRepave, stargate.OperationReboot)
+
 // rolloutServerStates are the states of one Server of a rollout.
 var rolloutServerStates = sets.New(stargate.RolloutServerWaiting, stargate.RolloutServerRunning,
 	stargate.RolloutServerSucceeded, stargate.RolloutServerFailed)
@@ -54,8 +58,8 @@ func ValidateServerRolloutUpdate(r, old *stargate.ServerRollout) field.ErrorList
 
 func validateServerRolloutSpec(spec *stargate.ServerRolloutSpec, fldPath *field.Path) field.ErrorList {
 	allErrs := metav1validation.ValidateLabelSelector(&spec.Selector, metav1validation.LabelSelectorValidationOptions{}, fldPath.Child("selector"))
-	if !supportedOperations.Has(spec.Operation) {
-		allErrs = append(allErrs, field.NotSupported(fldPath.Child("operation"), spec.Operation, sets.List(supportedOperations)))
+	if !rolloutOperations.Has(spec.Operation) {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("operation"), spec.Operation, sets.List(rolloutOperations)))
 	}
 	if spec.ProvisioningProfileRef != nil {
 		allErrs = append(allErrs, validateObjectName(spec.ProvisioningProfileRef.Name, fldPath.Child("provisioningProfileRef", "name"), "the ProvisioningProfile each repave uses")...)

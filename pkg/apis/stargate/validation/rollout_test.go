@@ -38,6 +38,8 @@ func TestServerRolloutValidation(t *testing.T) {
 		"not a percent":         {func(r *stargate.ServerRollout) { v := intstr.FromString("three"); r.Spec.MaxUnavailable = &v }, "spec.maxUnavailable"},
 		"negative maxFailures":  {func(r *stargate.ServerRollout) { r.Spec.MaxFailures = ptr.To[int32](-1) }, "spec.maxFailures"},
 		"unsupported operation": {func(r *stargate.ServerRollout) { r.Spec.Operation = "Explode" }, "spec.operation"},
+		"reboot":                {func(r *stargate.ServerRollout) { r.Spec.Operation = stargate.OperationReboot }, ""},
+		"no mass decommission":  {func(r *stargate.ServerRollout) { r.Spec.Operation = stargate.OperationDecommission }, "spec.operation"},
 		"bad selector": {func(r *stargate.ServerRollout) {
 			r.Spec.Selector = metav1.LabelSelector{MatchLabels: map[string]string{"not a key!": "x"}}
 		}, "spec.selector"},
