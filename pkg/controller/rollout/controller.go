@@ -36,6 +36,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/validation"
+	"github.com/stargate-k8s/stargate/pkg/cilium"
 	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
 )
 
@@ -317,10 +318,8 @@ func (r *Reconciler) nodeReady(ctx context.Context, namespace, name string) (boo
 		}
 		return false, err
 	}
-	for k, v := range stargate.OwnerLabels(name, namespace) {
-		if n.Labels[k] != v {
-			return false, nil
-		}
+	if !cilium.Owned(n.Labels, stargate.OwnerLabels(name, namespace)) {
+		return false, nil
 	}
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
