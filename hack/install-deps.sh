@@ -2,8 +2,12 @@
 # Installs the Debian packages that tests and `make dev` need beyond Go:
 # OpenSSH's sshd (the datacenter simulation's hosts), iproute2 (network
 # namespaces and veth pairs), shellcheck (node bootstrap scripts) and protoc
-# with the google/protobuf protos (hack/update-codegen.sh), and Debian's CA
-# certificates, the bundle `make images` puts into every image.
+# with the google/protobuf protos (hack/update-codegen.sh), Debian's CA
+# certificates, the bundle `make images` puts into every image, and what the
+# real test nodes run beside the kubelet and containerd that
+# hack/install-node-bins.sh builds: runc, the CNI plugins (bridge,
+# host-local, loopback in /usr/lib/cni), and iptables, nftables and conntrack
+# for kube-proxy.
 # Installs only what is missing, with apt-get as root or through sudo; when
 # nothing is missing it is a single dpkg-query.
 #
@@ -20,7 +24,8 @@ case "${1:-}" in
   *) echo "usage: $0 [--best-effort]" >&2; exit 2 ;;
 esac
 
-packages=(openssh-server openssh-client iproute2 shellcheck protobuf-compiler libprotobuf-dev ca-certificates)
+packages=(openssh-server openssh-client iproute2 shellcheck protobuf-compiler libprotobuf-dev ca-certificates
+  runc containernetworking-plugins iptables nftables conntrack)
 # One dpkg-query for all of them: a line per package that dpkg knows, and
 # only a complaint on stderr (and exit status 1) for one it has never seen.
 installed=$'\n'$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${packages[@]}" 2>/dev/null || true)$'\n'
