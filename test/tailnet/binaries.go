@@ -1,0 +1,60 @@
+package tailnet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Binaries are the Tailscale programs hack/install-tailscale.sh builds.
+type Binaries struct {
+	Tailscaled, Tailscale, Tailcontrol string
+}
+
+// FindBinaries finds tailscaled, tailscale and tailcontrol in binDir (the
+// repository's bin/ when empty), or says how to build them.
+func FindBinaries(binDir string) (Binaries, error) {
+	if binDir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return Binaries{}, err
+		}
+		binDir = filepath.Join(root, "bin")
+	}
+	b := Binaries{
+		Tailscaled:  filepath.Join(binDir, "tailscaled"),
+		Tailscale:   filepath.Join(binDir, "tailscale"),
+		Tailcontrol: filepath.Join(binDir, "tailcontrol"),
+	}
+	var missing []string
+	for _, p := range []string{b.Tailscaled, b.Tailscale, b.Tailcontrol} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return Binaries{}, fmt.Errorf("missing %v: run hack/install-tailscale.sh", missing)
+	}
+	return b, nil
+}
+
+// repoRoot walks up from the working directory to the repository's go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			bytes.HasPrefix(data, []byte("module github.com/stargate-k8s/stargate\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod of github.com/stargate-k8s/stargate above the working directory")
+		}
+		dir = parent
+	}
+}
