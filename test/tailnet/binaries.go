@@ -58,3 +58,6 @@ func repoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// Binaries are the programs this tailnet runs.
+func (c *Control) Binaries() Binaries { return c.bins }

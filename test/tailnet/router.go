@@ -104,14 +104,7 @@ func (c *Control) StartRouter(name string, o RouterOptions) (_ *Router, err erro
 		}
 	}
 
-	env := []string{
-		"SSL_CERT_FILE=" + c.CAFile,
-		"TS_ASSUME_NETWORK_UP_FOR_TEST=1",
-		"TS_DISABLE_PORTMAPPER=1",
-		"TS_PANIC_IF_HIT_MAIN_CONTROL=1",
-		"TS_NETCHECK_GENERATE_204_URL=" + c.URL + "/generate_204",
-	}
-	proc, err := startIn(r.NetNS, filepath.Join(r.Dir, "tailscaled.log"), env, nil, c.bins.Tailscaled,
+	proc, err := startIn(r.NetNS, filepath.Join(r.Dir, "tailscaled.log"), c.TailscaledEnv(), nil, c.bins.Tailscaled,
 		"--statedir="+r.Dir, "--socket="+r.Socket, "--no-logs-no-support", "--tun=tailscale0", "--port=41641")
 	if err != nil {
 		return nil, err
@@ -133,6 +126,20 @@ func (c *Control) StartRouter(name string, o RouterOptions) (_ *Router, err erro
 			return nil, fmt.Errorf("tailscaled of router %s did not come up (see %s)", name, proc.logPath)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TailscaledEnv is the environment a tailscaled of this tailnet needs
+// (for one started elsewhere, e.g. by a host's bootstrap): trust in the
+// control's CA, no port mapping, no network checks against the Internet,
+// and a panic rather than a connection to Tailscale's own control.
+func (c *Control) TailscaledEnv() []string {
+	return []string{
+		"SSL_CERT_FILE=" + c.CAFile,
+		"TS_ASSUME_NETWORK_UP_FOR_TEST=1",
+		"TS_DISABLE_PORTMAPPER=1",
+		"TS_PANIC_IF_HIT_MAIN_CONTROL=1",
+		"TS_NETCHECK_GENERATE_204_URL=" + c.URL + "/generate_204",
 	}
 }
 

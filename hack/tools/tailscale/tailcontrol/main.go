@@ -290,6 +290,9 @@ type shim struct {
 	tailnet                        string
 	changed                        chan struct{}
 
+	// syncMu makes syncs one at a time, so that an older view of the
+	// enabled routes never overwrites a newer one in testcontrol.
+	syncMu  sync.Mutex
 	mu      sync.Mutex
 	tokens  map[string]time.Time      // OAuth access token -> expiry
 	enabled map[string][]netip.Prefix // StableID -> enabled routes
@@ -331,6 +334,8 @@ func (s *shim) syncLoop(ctx context.Context) {
 }
 
 func (s *shim) sync() {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	for _, n := range s.control.AllNodes() {
 		id := string(n.StableID)
 		var advertised []netip.Prefix
