@@ -2,8 +2,10 @@ package framework
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,9 +43,24 @@ type ControlPlaneOptions struct {
 	// ServiceAccounts); set it when kube-controller-manager will run, as in
 	// a real cluster.
 	ServiceAccountAdmission bool
+	// BindAddress is the IP address kube-apiserver serves on (and
+	// advertises as the endpoint of Service default/kubernetes); its serving
+	// certificate covers it besides localhost. Empty is envtest's
+	// 127.0.0.1. Real nodes in network namespaces (test/framework/nodes)
+	// need an address they can reach, such as their bridge's.
+	BindAddress string
+	// ServiceClusterIPRange is kube-apiserver's --service-cluster-ip-range;
+	// empty is envtest's 10.0.0.0/24. Real nodes need one that traffic may
+	// be sent to (a documentation range).
+	ServiceClusterIPRange string
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
+
+// KubeletClientName is the user of the client certificate kube-apiserver
+// presents to kubelets (logs, exec, port-forward, proxy), as kubeadm names
+// it; it is in group system:masters.
+const KubeletClientName = "kube-apiserver-kubelet-client"
 
 // ControlPlane is a running etcd and kube-apiserver with the aggregation
 // layer on and RBAC authorization.
@@ -60,6 +77,12 @@ type ControlPlane struct {
 	// FrontProxyCA signs the aggregator's proxy client certificate; the
 	// kube-apiserver publishes it in kube-system/extension-apiserver-authentication.
 	FrontProxyCA *CA
+	// KubeletClientCA signs the client certificate kube-apiserver presents
+	// to kubelets (--kubelet-client-certificate); a kubelet trusts it with
+	// authentication.x509.clientCAFile.
+	KubeletClientCA *CA
+	// ServiceClusterIPRange is the kube-apiserver's Service CIDR.
+	ServiceClusterIPRange string
 
 	logs []*os.File
 }
@@ -107,6 +130,22 @@ func StartControlPlane(opts ControlPlaneOptions) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 
+	// kube-apiserver authenticates to kubelets with a certificate of its
+	// own CA, made before it starts; node client certificates come from the
+	// client CA envtest makes (ClientCA), which exists only once it runs.
+	cp.KubeletClientCA, err = NewCA("kubelet-client-ca")
+	if err != nil {
+		return nil, err
+	}
+	kubeletClient, err := cp.KubeletClientCA.ClientCert(KubeletClientName, "system:masters")
+	if err != nil {
+		return nil, err
+	}
+	kubeletClientCert, kubeletClientKey, err := kubeletClient.Write(pkiDir, KubeletClientName)
+	if err != nil {
+		return nil, err
+	}
+
 	apiLog, err := cp.openLog(filepath.Join(logDir, "kube-apiserver.log"))
 	if err != nil {
 		return nil, err
@@ -124,8 +163,28 @@ func StartControlPlane(opts ControlPlaneOptions) (_ *ControlPlane, err error) {
 		}
 	}
 	apiServer := &envtest.APIServer{Path: opts.Binaries.KubeAPIServer, Out: apiLog, Err: apiLog}
+	if opts.BindAddress != "" {
+		// envtest picks a port only together with an address, and then
+		// always 127.0.0.1: pick a free port on the wanted address here.
+		port, err := freePortOn(opts.BindAddress)
+		if err != nil {
+			return nil, fmt.Errorf("kube-apiserver bind address %s: %w", opts.BindAddress, err)
+		}
+		apiServer.SecureServing.Address = opts.BindAddress
+		apiServer.SecureServing.Port = strconv.Itoa(port)
+	}
 	args := apiServer.Configure()
-	args.Set("authorization-mode", "RBAC")
+	// Node authorizes kubelets (system:nodes) as in a real cluster; RBAC
+	// grants the group nothing by default.
+	args.Set("authorization-mode", "Node,RBAC")
+	args.Set("kubelet-client-certificate", kubeletClientCert)
+	args.Set("kubelet-client-key", kubeletClientKey)
+	if opts.ServiceClusterIPRange != "" {
+		args.Set("service-cluster-ip-range", opts.ServiceClusterIPRange)
+		cp.ServiceClusterIPRange = opts.ServiceClusterIPRange
+	} else {
+		cp.ServiceClusterIPRange = "10.0.0.0/24"
+	}
 	args.Set("requestheader-client-ca-file", caFile)
 	args.Set("requestheader-allowed-names", FrontProxyClientName)
 	args.Set("requestheader-username-headers", "X-Remote-User")
@@ -214,6 +273,16 @@ func (cp *ControlPlane) AddUser(name string, groups ...string) (*User, error) {
 		return nil, err
 	}
 	return &User{Name: name, Groups: groups, Config: au.Config(), Kubeconfig: path}, nil
+}
+
+// freePortOn asks the kernel for a free TCP port on address ip.
+func freePortOn(ip string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (cp *ControlPlane) openLog(path string) (*os.File, error) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,6 +92,11 @@ type ControllerManagerOptions struct {
 	// before the node lifecycle controller marks it NotReady (Unknown).
 	// Zero keeps kube-controller-manager's default (50s).
 	NodeMonitorGracePeriod time.Duration
+	// ClusterCIDR, when set, turns on node IPAM (--allocate-node-cidrs):
+	// every Node gets a spec.podCIDR of NodeCIDRMaskSize bits (24 when
+	// zero) out of it. Stargate's own IPAM gives Stargate's nodes theirs.
+	ClusterCIDR      string
+	NodeCIDRMaskSize int
 }
 
 // ControllerManager is a running kube-controller-manager.
@@ -167,6 +173,14 @@ func (cp *ControlPlane) StartControllerManager(ctx context.Context, opts Control
 	}
 	if opts.NodeMonitorGracePeriod > 0 {
 		args = append(args, "--node-monitor-grace-period="+opts.NodeMonitorGracePeriod.String())
+	}
+	if opts.ClusterCIDR != "" {
+		mask := opts.NodeCIDRMaskSize
+		if mask == 0 {
+			mask = 24
+		}
+		args = append(args, "--allocate-node-cidrs=true", "--cluster-cidr="+opts.ClusterCIDR,
+			"--node-cidr-mask-size="+strconv.Itoa(mask), "--service-cluster-ip-range="+cp.ServiceClusterIPRange)
 	}
 	kcm.cmd = exec.Command(bin, args...)
 	kcm.cmd.Stdout, kcm.cmd.Stderr = logFile, logFile

@@ -17,6 +17,10 @@ type WorldOptions struct {
 	BinDir string
 	// PersistEtcd keeps the kube-apiserver's etcd data in Dir across starts.
 	PersistEtcd bool
+	// APIServerBindAddress and ServiceClusterIPRange: see
+	// ControlPlaneOptions.BindAddress and ServiceClusterIPRange.
+	APIServerBindAddress  string
+	ServiceClusterIPRange string
 	// StargateBinary is the stargate-apiserver to run; when empty
 	// ./cmd/apiserver is built into BinDir.
 	StargateBinary string
@@ -96,9 +100,11 @@ func StartWorld(ctx context.Context, opts WorldOptions) (_ *World, err error) {
 	}
 
 	w.ControlPlane, err = StartControlPlane(ControlPlaneOptions{
-		Dir:         filepath.Join(w.Dir, "kube"),
-		Binaries:    w.Binaries,
-		PersistEtcd: opts.PersistEtcd,
+		Dir:                   filepath.Join(w.Dir, "kube"),
+		Binaries:              w.Binaries,
+		PersistEtcd:           opts.PersistEtcd,
+		BindAddress:           opts.APIServerBindAddress,
+		ServiceClusterIPRange: opts.ServiceClusterIPRange,
 		// A real cluster admits Pods only with an existing ServiceAccount;
 		// kube-controller-manager makes the default ones.
 		ServiceAccountAdmission: !opts.WithoutControllerManager,
