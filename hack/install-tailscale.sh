@@ -43,7 +43,10 @@ stage=$(mktemp -d "$bin/.build-tailscale.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
 echo "building tailscaled and tailscale $ts_version and tailcontrol into $bin (the first build takes several minutes)" >&2
-(cd "$tools" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$stage/" \
+# The version stamps are what Tailscale's own build_dist.sh sets; without
+# them a build from another module reports 1.102.5-ERR-BuildInfo.
+ldflags="-s -w -X tailscale.com/version.longStamp=${ts_version#v} -X tailscale.com/version.shortStamp=${ts_version#v}"
+(cd "$tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$stage/" \
   tailscale.com/cmd/tailscaled \
   tailscale.com/cmd/tailscale \
   ./tailcontrol)
