@@ -53,6 +53,10 @@ func (c *Control) StartRouter(name string, o RouterOptions) (_ *Router, err erro
 	}
 	r := &Router{Name: name, Hostname: o.Hostname, NetNS: o.NetNS, c: c, Dir: filepath.Join(c.Dir, "router-"+name)}
 	r.Socket = filepath.Join(r.Dir, "ts.sock")
+	// A unix socket's path has room for 107 bytes.
+	if len(r.Socket) > 107 {
+		return nil, fmt.Errorf("router %s: socket path %s is %d bytes, longer than a unix socket allows (107): use a shorter directory or router name", name, r.Socket, len(r.Socket))
+	}
 	if r.NetNS == "" {
 		if !o.Addr.IsValid() {
 			return nil, fmt.Errorf("router %s: a new namespace needs an underlay address", name)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -352,4 +353,78 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func TestMissingBinariesSayWhatToRun(t *testing.T) {
+	_, err := StartControl(t.TempDir(), ControlOptions{BinDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "run hack/install-tailscale.sh") {
+		t.Fatalf("want an error saying to run hack/install-tailscale.sh, got %v", err)
+	}
+}
+
+// A router started in a namespace the caller owns (as a DC router's) joins
+// the tailnet, and Stop leaves the namespace as it found it.
+func TestRouterInCallersNamespaceLeavesItAsFound(t *testing.T) {
+	requireRoot(t)
+	c, err := StartControl(t.TempDir(), ControlOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("tear down the tailnet: %v", err)
+		}
+	})
+	ns := c.Prefix + "-own"
+	if err := addNetNS(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = delNetNS(ns) })
+	links := func() string {
+		out, err := exec.Command("ip", "-n", ns, "-o", "link", "show").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -n %s link show: %v: %s", ns, err, out)
+		}
+		var names []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(l); len(f) > 1 {
+				names = append(names, strings.TrimSuffix(strings.Split(f[1], "@")[0], ":"))
+			}
+		}
+		return strings.Join(names, " ")
+	}
+	before := links()
+
+	r, err := c.StartRouter("own", RouterOptions{NetNS: ns, Addr: netip.MustParsePrefix("203.0.113.200/26"), Hostname: "dc-router"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := r.Up(ctx, []string{"198.51.100.32/28"}); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := r.IP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := c.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 1 || devs[0].Hostname != "dc-router" || !slices.Contains(devs[0].Addresses, ip.String()) {
+		t.Fatalf("want one device dc-router with %s, got %+v", ip, devs)
+	}
+	if got := links(); !strings.Contains(got, "tailscale0") || !strings.Contains(got, "ul0") {
+		t.Fatalf("links while running: %s; want tailscale0 and ul0 among them", got)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err != nil {
+		t.Fatalf("the caller's namespace is gone: %v", err)
+	}
+	if after := links(); after != before {
+		t.Fatalf("links after Stop: %q, before StartRouter: %q", after, before)
+	}
 }
