@@ -23,9 +23,10 @@ if [[ -z "$ts_version" ]]; then
 fi
 # The stamp names the version and holds a hash of the tools module's go.mod,
 # go.sum and tailcontrol's source, so that any change to them rebuilds, as
-# does another Go.
+# does another Go (the one the tools module runs with, which GOTOOLCHAIN=auto
+# may pick by its go line).
 module_sum=$(cat "$tools/go.mod" "$tools/go.sum" "$tools"/tailcontrol/*.go | sha256sum | cut -c1-16)
-stamp="tailscale=$ts_version go=$(go env GOVERSION) module=$module_sum"
+stamp="tailscale=$ts_version go=$(cd "$tools" && go env GOVERSION) module=$module_sum"
 names=(tailscaled tailscale tailcontrol)
 
 current=true
