@@ -26,7 +26,7 @@ all: build
 
 help:
 	@echo "make build      compile everything; binaries of cmd/* into $(BIN)/stargate-*"
-	@echo "make deps       install what make test needs: Debian packages, Go modules, the binaries of test-bins"
+	@echo "make deps       install what make test needs: Debian packages, Go modules, the binaries of test-bins, tailscaled/tailscale/tailcontrol (hack/install-tailscale.sh)"
 	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/"
 	@echo "make images     build the images of stargate-apiserver, -controller and -nodeagent offline into $(BIN)/images/stargate-NAME.tar (docs/images.md)"
 	@echo "make dev        run the control plane, stargate-apiserver and, as root, stargate-controller with a simulated datacenter (state in .dev/)"
@@ -58,12 +58,14 @@ deps:
 	hack/install-deps.sh
 	$(GO) mod download
 	hack/install-test-bins.sh
+	hack/install-tailscale.sh
 
 # `make dev` without root runs the API only, which needs no Debian packages:
 # a package that cannot be installed is a warning there.
 dev-deps:
 	hack/install-deps.sh --best-effort
 	hack/install-test-bins.sh
+	hack/install-tailscale.sh
 
 test-bins:
 	hack/install-test-bins.sh

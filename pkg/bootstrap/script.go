@@ -51,7 +51,22 @@ type NodeConfig struct {
 	// OmitAzureLabel leaves out kubernetes.azure.com/managed=false (for
 	// control planes that are not AKS).
 	OmitAzureLabel bool
+	// Tailscale, when set, has the script join the host to the tailnet.
+	Tailscale *TailscaleJoin
 }
+
+// TailscaleJoin is what a host needs to join the tailnet: the auth key
+// of the profile's tailscaleAuthKeySecretRef, delivered as the file
+// TailscaleAuthKeyFile beside the script (mode 0600, never in the
+// environment or on a command line), and the control server's URL when
+// it is not Tailscale's own.
+type TailscaleJoin struct {
+	AuthKey     []byte
+	LoginServer string
+}
+
+// TailscaleAuthKeyFile is the name of the auth key's file in the payload.
+const TailscaleAuthKeyFile = "tailscale-authkey"
 
 // NodeLabels are the labels the node registers with: the profile's, then
 // Stargate's own, which win.
@@ -94,6 +109,11 @@ func (nc NodeConfig) Env() []byte {
 		{"STARGATE_NODE_LABELS", joinMap(nc.NodeLabels())},
 		{"STARGATE_NODE_TAINTS", strings.Join(nc.Taints, ",")},
 	}
+	if nc.Tailscale != nil {
+		vars = append(vars,
+			[2]string{"STARGATE_TAILSCALE_AUTHKEY_FILE", TailscaleAuthKeyFile},
+			[2]string{"STARGATE_TAILSCALE_LOGIN_SERVER", nc.Tailscale.LoginServer})
+	}
 	var b bytes.Buffer
 	b.WriteString("# Written by stargate-controller for this node.\n")
 	for _, v := range vars {
@@ -107,7 +127,8 @@ func shellQuote(s string) string {
 }
 
 // Payload is the tar archive delivered to the server: the script, the
-// runner, stargate.env, the bootstrap kubeconfig and the cluster CA.
+// runner, stargate.env, the bootstrap kubeconfig and the cluster CA, and
+// the Tailscale auth key when nc.Tailscale is set.
 func Payload(script []byte, nc NodeConfig, kubeconfig, caPEM []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -122,6 +143,13 @@ func Payload(script []byte, nc NodeConfig, kubeconfig, caPEM []byte) ([]byte, er
 		{"stargate.env", 0o600, nc.Env()},
 		{"bootstrap-kubelet.conf", 0o600, kubeconfig},
 		{"ca.crt", 0o644, caPEM},
+	}
+	if nc.Tailscale != nil {
+		files = append(files, struct {
+			name string
+			mode int64
+			data []byte
+		}{TailscaleAuthKeyFile, 0o600, nc.Tailscale.AuthKey})
 	}
 	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {

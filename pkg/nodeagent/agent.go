@@ -40,6 +40,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/validation"
 )
@@ -120,10 +121,6 @@ func (c *Checker) UseGateway(gw netip.Addr, from string) {
 	}
 }
 
-// ReasonNoGateway is the NodeRoutesHealthy reason when the agent knows no
-// next hop to check the routes against.
-const ReasonNoGateway = "NoExpectedGateway"
-
 // NewChecker opens the routing table of cfg.NetNS.
 func NewChecker(cfg *Config) (*Checker, error) {
 	t, err := OpenRouteTable(cfg.NetNS)
@@ -153,7 +150,7 @@ func (c *Checker) Check(ctx context.Context, srv *v1alpha1.Server, cilium Cilium
 	}
 	st := &NodeStatus{}
 	if !c.want.NextHopGateway.IsValid() && c.want.NextHopDevice == "" {
-		st.Routes = condition{metav1.ConditionFalse, ReasonNoGateway, fmt.Sprintf(
+		st.Routes = condition{metav1.ConditionFalse, stargate.ReasonNoGateway, fmt.Sprintf(
 			"no Datacenter declares namespace %s with an agentGateway, and no --next-hop-gateway is set: the routes to the cluster cannot be checked", srv.Namespace)}
 	} else {
 		rep, err := c.table.Check(&c.want)

@@ -9,21 +9,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 )
 
 // CiliumNodes is Cilium's per-node resource; spec.ipam.podCIDRs holds the
 // pod CIDRs Cilium uses on the node. The agent reads it with the dynamic
 // client rather than Cilium's types, which would weigh on a small binary.
 var CiliumNodes = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumnodes"}
-
-// Reasons of the CiliumPodCIDRMatches condition.
-const (
-	ReasonPodCIDRMatches      = "PodCIDRMatches"
-	ReasonPodCIDRMismatch     = "PodCIDRMismatch"
-	ReasonCiliumNodeNotFound  = "CiliumNodeNotFound"
-	ReasonCiliumNodeNoPodCIDR = "CiliumNodeHasNoPodCIDR"
-	ReasonCiliumUnavailable   = "CiliumNodeUnavailable"
-)
 
 // CiliumView is what the agent knows of its CiliumNode.
 type CiliumView struct {
@@ -63,16 +56,16 @@ func slimCiliumNode(obj any) (any, error) {
 func ciliumCondition(node, server, podCIDR string, c CiliumView) (metav1.ConditionStatus, string, string) {
 	switch {
 	case !c.Synced:
-		return metav1.ConditionUnknown, ReasonCiliumUnavailable,
+		return metav1.ConditionUnknown, stargate.ReasonCiliumUnavailable,
 			fmt.Sprintf("CiliumNode %s cannot be read yet (is Cilium's CiliumNode CRD installed, and may the agent watch it?)", node)
 	case podCIDR == "":
-		return metav1.ConditionUnknown, ReasonPodCIDRNotAlloc,
+		return metav1.ConditionUnknown, stargate.ReasonPodCIDRNotAlloc,
 			fmt.Sprintf("Server %s has no status.podCIDR yet", server)
 	case !c.Found:
-		return metav1.ConditionFalse, ReasonCiliumNodeNotFound,
+		return metav1.ConditionFalse, stargate.ReasonCiliumNodeNotFound,
 			fmt.Sprintf("there is no CiliumNode %s; Server %s status.podCIDR is %s", node, server, podCIDR)
 	case len(c.PodCIDRs) == 0:
-		return metav1.ConditionFalse, ReasonCiliumNodeNoPodCIDR,
+		return metav1.ConditionFalse, stargate.ReasonCiliumNodeNoPodCIDR,
 			fmt.Sprintf("CiliumNode %s has no spec.ipam.podCIDRs; Server %s status.podCIDR is %s", node, server, podCIDR)
 	}
 	want, err := netip.ParsePrefix(podCIDR)
@@ -80,10 +73,10 @@ func ciliumCondition(node, server, podCIDR string, c CiliumView) (metav1.Conditi
 		p, err := netip.ParsePrefix(s)
 		return err == nil && p.Masked() == want.Masked()
 	}) {
-		return metav1.ConditionTrue, ReasonPodCIDRMatches,
+		return metav1.ConditionTrue, stargate.ReasonPodCIDRMatches,
 			fmt.Sprintf("CiliumNode %s holds %s, the pod CIDR of Server %s", node, podCIDR, server)
 	}
-	return metav1.ConditionFalse, ReasonPodCIDRMismatch,
+	return metav1.ConditionFalse, stargate.ReasonPodCIDRMismatch,
 		fmt.Sprintf("CiliumNode %s spec.ipam.podCIDRs is [%s] but Server %s status.podCIDR is %s",
 			node, strings.Join(c.PodCIDRs, ", "), server, podCIDR)
 }

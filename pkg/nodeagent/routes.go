@@ -11,18 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// Reasons of the NodeRoutesHealthy condition and of the node route layer.
-const (
-	ReasonRoutesHealthy      = "RoutesHealthy"
-	ReasonRouteMissing       = "RouteMissing"
-	ReasonWrongNextHop       = "WrongNextHop"
-	ReasonPodCIDRRouteMiss   = "PodCIDRRouteMissing"
-	ReasonPodCIDRWrongDevice = "PodCIDRRouteWrongDevice"
-	ReasonPodCIDRNotAlloc    = "PodCIDRNotAllocated"
-	ReasonTargetUnreachable  = "TargetUnreachable"
-	ReasonRouteCheckFailed   = "RouteCheckFailed"
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 )
 
 // RouteWant is what the worker's routing table must hold.
@@ -215,13 +205,13 @@ func evaluate(want *RouteWant, targets []target, linkName func(int) string) *Rou
 		t := &targets[i]
 		rep.Desired = append(rep.Desired, desiredRemote(p, want))
 		if !t.found {
-			rep.Problems = append(rep.Problems, Problem{ReasonRouteMissing,
+			rep.Problems = append(rep.Problems, Problem{stargate.ReasonRouteMissing,
 				fmt.Sprintf("no route to %s in table %s", p, tableName(want.RemoteTable))})
 			continue
 		}
 		rep.Observed = append(rep.Observed, describeRoute(p, &t.best, name))
 		if msg := wrongHop(p, &t.best, want, name); msg != "" {
-			rep.Problems = append(rep.Problems, Problem{ReasonWrongNextHop,
+			rep.Problems = append(rep.Problems, Problem{stargate.ReasonWrongNextHop,
 				fmt.Sprintf("%s %s, want %s", p, msg, strings.TrimPrefix(desiredRemote(p, want), p.String()+" "))})
 		}
 	}
@@ -233,16 +223,16 @@ func evaluate(want *RouteWant, targets []target, linkName func(int) string) *Rou
 	t := &targets[len(want.Remote)]
 	switch {
 	case !t.found:
-		rep.Problems = append(rep.Problems, Problem{ReasonPodCIDRRouteMiss,
+		rep.Problems = append(rep.Problems, Problem{stargate.ReasonPodCIDRRouteMiss,
 			fmt.Sprintf("no local route to pod CIDR %s (want dev %s)", p, want.PodCIDRDevice)})
 	case t.best.dst != p:
 		rep.Observed = append(rep.Observed, describeRoute(p, &t.best, name))
-		rep.Problems = append(rep.Problems, Problem{ReasonPodCIDRRouteMiss,
+		rep.Problems = append(rep.Problems, Problem{stargate.ReasonPodCIDRRouteMiss,
 			fmt.Sprintf("no local route to pod CIDR %s (want dev %s); it is routed by %s", p, want.PodCIDRDevice, routeText(&t.best, name))})
 	default:
 		rep.Observed = append(rep.Observed, describeRoute(p, &t.best, name))
 		if t.best.typ != unix.RTN_UNICAST || len(t.best.hops) != 1 || name(t.best.hops[0].link) != want.PodCIDRDevice {
-			rep.Problems = append(rep.Problems, Problem{ReasonPodCIDRWrongDevice,
+			rep.Problems = append(rep.Problems, Problem{stargate.ReasonPodCIDRWrongDevice,
 				fmt.Sprintf("pod CIDR %s is routed %s, want dev %s", p, strings.TrimPrefix(routeText(&t.best, name), p.String()+" "), want.PodCIDRDevice)})
 		}
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 )
 
 // table is a fake routing table: routes offered to the targets in order,
@@ -99,23 +101,23 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name: "pod CIDR route missing", want: viaRouter, routes: without("10.244.5.0/24"),
-			reasons:  []string{ReasonPodCIDRRouteMiss},
+			reasons:  []string{stargate.ReasonPodCIDRRouteMiss},
 			messages: []string{"no local route to pod CIDR 10.244.5.0/24 (want dev cilium_host); it is routed by 10.244.0.0/16 via 192.0.2.1 dev eth0"},
 			observed: []string{"10.244.0.0/16 via 192.0.2.1 dev eth0", "10.0.0.0/16 via 192.0.2.1 dev eth0", "10.244.0.0/16 via 192.0.2.1 dev eth0 (covers 10.244.5.0/24)"},
 		},
 		{
 			name: "remote route missing", want: viaRouter, routes: without("10.244.0.0/16"),
-			reasons:  []string{ReasonRouteMissing},
+			reasons:  []string{stargate.ReasonRouteMissing},
 			messages: []string{"no route to 10.244.0.0/16 in table main"},
 			observed: []string{"10.0.0.0/16 via 192.0.2.1 dev eth0", "10.244.5.0/24 via 10.244.5.1 dev cilium_host"},
 		},
 		{
 			name: "both remote routes and pod route missing", want: viaRouter, routes: healthy[:1],
-			reasons: []string{ReasonRouteMissing, ReasonRouteMissing, ReasonPodCIDRRouteMiss},
+			reasons: []string{stargate.ReasonRouteMissing, stargate.ReasonRouteMissing, stargate.ReasonPodCIDRRouteMiss},
 		},
 		{
 			name: "wrong next hop", want: viaRouter, routes: with(without("10.0.0.0/16"), route("10.0.0.0/16", "192.0.2.3", 2)),
-			reasons:  []string{ReasonWrongNextHop},
+			reasons:  []string{stargate.ReasonWrongNextHop},
 			messages: []string{"10.0.0.0/16 leaves via 192.0.2.3 dev eth0, want via 192.0.2.1"},
 		},
 		{
@@ -126,22 +128,22 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "default route elsewhere is a wrong next hop", want: viaRouter,
 			routes:   with(without("10.0.0.0/16"), route("0.0.0.0/0", "192.0.2.254", 2)),
-			reasons:  []string{ReasonWrongNextHop},
+			reasons:  []string{stargate.ReasonWrongNextHop},
 			messages: []string{"10.0.0.0/16 is routed by default via 192.0.2.254 dev eth0, want via 192.0.2.1"},
 		},
 		{
 			name: "a more specific route inside the CIDR is not the CIDR's route", want: viaRouter,
 			routes:  with(without("10.0.0.0/16"), route("10.0.5.0/24", "192.0.2.1", 2)),
-			reasons: []string{ReasonRouteMissing},
+			reasons: []string{stargate.ReasonRouteMissing},
 		},
 		{
 			name: "blackhole", want: viaRouter, routes: with(without("10.0.0.0/16"), blackhole),
-			reasons:  []string{ReasonWrongNextHop},
+			reasons:  []string{stargate.ReasonWrongNextHop},
 			messages: []string{"10.0.0.0/16 is routed by blackhole 10.0.0.0/16, want via 192.0.2.1"},
 		},
 		{
 			name: "lowest metric wins", want: viaRouter, routes: with(without("10.244.0.0/16"), highMetric, lowMetric),
-			reasons: []string{ReasonWrongNextHop},
+			reasons: []string{stargate.ReasonWrongNextHop},
 		},
 		{
 			name: "multipath with the router among the hops", want: viaRouter, routes: with(without("10.0.0.0/16"), multipath),
@@ -149,7 +151,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		{
 			name: "pod CIDR on the wrong device", want: viaRouter, routes: with(without("10.244.5.0/24"), route("10.244.5.0/24", "", 2)),
-			reasons:  []string{ReasonPodCIDRWrongDevice},
+			reasons:  []string{stargate.ReasonPodCIDRWrongDevice},
 			messages: []string{"pod CIDR 10.244.5.0/24 is routed dev eth0, want dev cilium_host"},
 		},
 		{
@@ -164,7 +166,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "tailnet routes only in main are missing from table 52", want: tailnet,
 			routes:   []netlink.Route{route("10.244.0.0/16", "", 4), inTable52(route("10.0.0.0/16", "", 2)), route("10.244.5.0/24", "", 3)},
-			reasons:  []string{ReasonRouteMissing, ReasonWrongNextHop},
+			reasons:  []string{stargate.ReasonRouteMissing, stargate.ReasonWrongNextHop},
 			messages: []string{"no route to 10.244.0.0/16 in table 52", "10.0.0.0/16 leaves dev eth0 table 52, want dev tailscale0 table 52"},
 		},
 	}

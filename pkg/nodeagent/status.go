@@ -44,7 +44,7 @@ func (s *NodeStatus) Equal(o *NodeStatus) bool {
 func routesCondition(rep *RouteReport, routesErr error, podCIDR string, probeTarget string, probeErr error) condition {
 	switch {
 	case routesErr != nil:
-		return condition{metav1.ConditionUnknown, ReasonRouteCheckFailed, routesErr.Error()}
+		return condition{metav1.ConditionUnknown, stargate.ReasonRouteCheckFailed, routesErr.Error()}
 	case !rep.Healthy():
 		msgs := make([]string, len(rep.Problems))
 		for i, p := range rep.Problems {
@@ -55,16 +55,16 @@ func routesCondition(rep *RouteReport, routesErr error, podCIDR string, probeTar
 		}
 		return condition{metav1.ConditionFalse, rep.Problems[0].Reason, strings.Join(msgs, "; ")}
 	case probeErr != nil:
-		return condition{metav1.ConditionFalse, ReasonTargetUnreachable, probeMessage(probeTarget, probeErr)}
+		return condition{metav1.ConditionFalse, stargate.ReasonTargetUnreachable, probeMessage(probeTarget, probeErr)}
 	case podCIDR == "":
-		return condition{metav1.ConditionUnknown, ReasonPodCIDRNotAlloc,
+		return condition{metav1.ConditionUnknown, stargate.ReasonPodCIDRNotAlloc,
 			"routes to the cluster are right; the local pod CIDR route cannot be checked before the Server has a status.podCIDR"}
 	}
 	msg := "routes are right: " + strings.Join(rep.Desired, ", ")
 	if probeTarget != "" {
 		msg += "; " + probeTarget + " answers"
 	}
-	return condition{metav1.ConditionTrue, ReasonRoutesHealthy, msg}
+	return condition{metav1.ConditionTrue, stargate.ReasonRoutesHealthy, msg}
 }
 
 func probeMessage(target string, err error) string {

@@ -23,14 +23,14 @@ func TestCiliumCondition(t *testing.T) {
 		reason  string
 		says    []string
 	}{
-		{"match", "10.244.5.0/24", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"10.244.5.0/24"}}, metav1.ConditionTrue, ReasonPodCIDRMatches, nil},
-		{"match among IPv4 and IPv6", "10.244.5.0/24", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"fd00:5::/64", "10.244.5.0/24"}}, metav1.ConditionTrue, ReasonPodCIDRMatches, nil},
-		{"mismatch names both", "10.244.5.0/24", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"10.244.9.0/24"}}, metav1.ConditionFalse, ReasonPodCIDRMismatch,
+		{"match", "10.244.5.0/24", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"10.244.5.0/24"}}, metav1.ConditionTrue, stargate.ReasonPodCIDRMatches, nil},
+		{"match among IPv4 and IPv6", "10.244.5.0/24", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"fd00:5::/64", "10.244.5.0/24"}}, metav1.ConditionTrue, stargate.ReasonPodCIDRMatches, nil},
+		{"mismatch names both", "10.244.5.0/24", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"10.244.9.0/24"}}, metav1.ConditionFalse, stargate.ReasonPodCIDRMismatch,
 			[]string{"10.244.9.0/24", "10.244.5.0/24", "CiliumNode w1", "Server dc/w1"}},
-		{"no CiliumNode", "10.244.5.0/24", CiliumView{Synced: true}, metav1.ConditionFalse, ReasonCiliumNodeNotFound, []string{"no CiliumNode w1"}},
-		{"CiliumNode without CIDR", "10.244.5.0/24", CiliumView{Synced: true, Found: true}, metav1.ConditionFalse, ReasonCiliumNodeNoPodCIDR, nil},
-		{"server without CIDR", "", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"10.244.9.0/24"}}, metav1.ConditionUnknown, ReasonPodCIDRNotAlloc, nil},
-		{"CRD not readable", "10.244.5.0/24", CiliumView{}, metav1.ConditionUnknown, ReasonCiliumUnavailable, nil},
+		{"no CiliumNode", "10.244.5.0/24", CiliumView{Synced: true}, metav1.ConditionFalse, stargate.ReasonCiliumNodeNotFound, []string{"no CiliumNode w1"}},
+		{"CiliumNode without CIDR", "10.244.5.0/24", CiliumView{Synced: true, Found: true}, metav1.ConditionFalse, stargate.ReasonCiliumNodeNoPodCIDR, nil},
+		{"server without CIDR", "", CiliumView{Synced: true, Found: true, PodCIDRs: []string{"10.244.9.0/24"}}, metav1.ConditionUnknown, stargate.ReasonPodCIDRNotAlloc, nil},
+		{"CRD not readable", "10.244.5.0/24", CiliumView{}, metav1.ConditionUnknown, stargate.ReasonCiliumUnavailable, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestCiliumCondition(t *testing.T) {
 
 func TestRoutesCondition(t *testing.T) {
 	healthy := &RouteReport{Desired: []string{"10.244.0.0/16 via 192.0.2.1"}}
-	broken := &RouteReport{Problems: []Problem{{ReasonRouteMissing, "no route to 10.244.0.0/16 in table main"}, {ReasonWrongNextHop, "route to 10.0.0.0/16 ..."}}}
+	broken := &RouteReport{Problems: []Problem{{stargate.ReasonRouteMissing, "no route to 10.244.0.0/16 in table main"}, {stargate.ReasonWrongNextHop, "route to 10.0.0.0/16 ..."}}}
 	refused := errors.New("connection refused")
 	tests := []struct {
 		name    string
@@ -59,12 +59,12 @@ func TestRoutesCondition(t *testing.T) {
 		probe   error
 		want    condition
 	}{
-		{"healthy", healthy, nil, "10.244.5.0/24", nil, condition{metav1.ConditionTrue, ReasonRoutesHealthy, "routes are right: 10.244.0.0/16 via 192.0.2.1; 198.51.100.10:443 answers"}},
-		{"first problem gives the reason, all are named", broken, nil, "10.244.5.0/24", refused, condition{metav1.ConditionFalse, ReasonRouteMissing,
+		{"healthy", healthy, nil, "10.244.5.0/24", nil, condition{metav1.ConditionTrue, stargate.ReasonRoutesHealthy, "routes are right: 10.244.0.0/16 via 192.0.2.1; 198.51.100.10:443 answers"}},
+		{"first problem gives the reason, all are named", broken, nil, "10.244.5.0/24", refused, condition{metav1.ConditionFalse, stargate.ReasonRouteMissing,
 			"no route to 10.244.0.0/16 in table main; route to 10.0.0.0/16 ...; TCP connect to 198.51.100.10:443 failed: connection refused"}},
-		{"probe fails", healthy, nil, "10.244.5.0/24", refused, condition{metav1.ConditionFalse, ReasonTargetUnreachable, "TCP connect to 198.51.100.10:443 failed: connection refused"}},
-		{"netlink fails", nil, errors.New("list routes: EPERM"), "10.244.5.0/24", nil, condition{metav1.ConditionUnknown, ReasonRouteCheckFailed, "list routes: EPERM"}},
-		{"pod CIDR unknown", healthy, nil, "", nil, condition{Status: metav1.ConditionUnknown, Reason: ReasonPodCIDRNotAlloc}},
+		{"probe fails", healthy, nil, "10.244.5.0/24", refused, condition{metav1.ConditionFalse, stargate.ReasonTargetUnreachable, "TCP connect to 198.51.100.10:443 failed: connection refused"}},
+		{"netlink fails", nil, errors.New("list routes: EPERM"), "10.244.5.0/24", nil, condition{metav1.ConditionUnknown, stargate.ReasonRouteCheckFailed, "list routes: EPERM"}},
+		{"pod CIDR unknown", healthy, nil, "", nil, condition{Status: metav1.ConditionUnknown, Reason: stargate.ReasonPodCIDRNotAlloc}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,12 +97,12 @@ func serverWith(st *NodeStatus, checked time.Time) *v1alpha1.Server {
 func TestWriteNeeded(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	ok := &NodeStatus{
-		Routes:  condition{metav1.ConditionTrue, ReasonRoutesHealthy, "routes are right"},
-		Cilium:  condition{metav1.ConditionTrue, ReasonPodCIDRMatches, "match"},
+		Routes:  condition{metav1.ConditionTrue, stargate.ReasonRoutesHealthy, "routes are right"},
+		Cilium:  condition{metav1.ConditionTrue, stargate.ReasonPodCIDRMatches, "match"},
 		Desired: []string{"10.244.0.0/16 via 192.0.2.1"}, Observed: []string{"10.244.0.0/16 via 192.0.2.1 dev eth0"},
 	}
 	bad := &NodeStatus{
-		Routes: condition{metav1.ConditionFalse, ReasonRouteMissing, "no route to 10.244.0.0/16 in table main"},
+		Routes: condition{metav1.ConditionFalse, stargate.ReasonRouteMissing, "no route to 10.244.0.0/16 in table main"},
 		Cilium: ok.Cilium, Desired: ok.Desired,
 	}
 	tests := []struct {
@@ -133,14 +133,14 @@ func TestWriteNeeded(t *testing.T) {
 
 func TestStatusApply(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	ok := &NodeStatus{Routes: condition{metav1.ConditionTrue, ReasonRoutesHealthy, "x"}, Cilium: condition{metav1.ConditionTrue, ReasonPodCIDRMatches, "y"}}
+	ok := &NodeStatus{Routes: condition{metav1.ConditionTrue, stargate.ReasonRoutesHealthy, "x"}, Cilium: condition{metav1.ConditionTrue, stargate.ReasonPodCIDRMatches, "y"}}
 	srv := serverWith(ok, now.Add(-time.Minute))
 	srv.ResourceVersion, srv.Generation = "42", 3
 	ready := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))}
 	srv.Status.Conditions = append([]metav1.Condition{ready}, srv.Status.Conditions...)
 	srv.Status.Routes = append([]v1alpha1.RouteLayerStatus{{Layer: v1alpha1.RouteLayerAzure, Healthy: true, Reason: "Synced"}}, srv.Status.Routes...)
 	flipped := *ok
-	flipped.Cilium = condition{metav1.ConditionFalse, ReasonPodCIDRMismatch, "z"}
+	flipped.Cilium = condition{metav1.ConditionFalse, stargate.ReasonPodCIDRMismatch, "z"}
 	flipped.Observed = []string{"10.244.0.0/16 via 192.0.2.1 dev eth0"}
 
 	data, err := statusApply(srv, &flipped, now)

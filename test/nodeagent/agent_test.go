@@ -133,7 +133,7 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 
 	t.Run("healthy routes are NodeRoutesHealthy=True", func(t *testing.T) {
 		_, st := waitFor(t, f, 30*time.Second, "NodeRoutesHealthy=True and CiliumPodCIDRMatches=True", func(st serverState) bool {
-			return is(st.Routes, metav1.ConditionTrue, nodeagent.ReasonRoutesHealthy) && is(st.Cilium, metav1.ConditionTrue, nodeagent.ReasonPodCIDRMatches)
+			return is(st.Routes, metav1.ConditionTrue, stargate.ReasonRoutesHealthy) && is(st.Cilium, metav1.ConditionTrue, stargate.ReasonPodCIDRMatches)
 		})
 		if st.Layer == nil || !st.Layer.Healthy || st.Layer.LastChecked == nil {
 			t.Fatalf("node route layer = %+v, want healthy with lastChecked", st.Layer)
@@ -167,16 +167,16 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("took %s, want under a second (the netlink event, not the 1h interval)", took)
 		}
-		if st.Routes.Reason != nodeagent.ReasonRouteMissing || !strings.Contains(st.Routes.Message, aksPodCIDR) {
-			t.Errorf("NodeRoutesHealthy %s: %s, want reason %s naming %s", st.Routes.Reason, st.Routes.Message, nodeagent.ReasonRouteMissing, aksPodCIDR)
+		if st.Routes.Reason != stargate.ReasonRouteMissing || !strings.Contains(st.Routes.Message, aksPodCIDR) {
+			t.Errorf("NodeRoutesHealthy %s: %s, want reason %s naming %s", st.Routes.Reason, st.Routes.Message, stargate.ReasonRouteMissing, aksPodCIDR)
 		}
-		if st.Layer.Healthy || st.Layer.Reason != nodeagent.ReasonRouteMissing {
-			t.Errorf("node layer %+v, want unhealthy with reason %s", st.Layer, nodeagent.ReasonRouteMissing)
+		if st.Layer.Healthy || st.Layer.Reason != stargate.ReasonRouteMissing {
+			t.Errorf("node layer %+v, want unhealthy with reason %s", st.Layer, stargate.ReasonRouteMissing)
 		}
 
 		tn.AddRoute(t, aksPodCIDR, routerIP)
 		took, _ = waitFor(t, f, 5*time.Second, "NodeRoutesHealthy=True again", func(st serverState) bool {
-			return is(st.Routes, metav1.ConditionTrue, nodeagent.ReasonRoutesHealthy)
+			return is(st.Routes, metav1.ConditionTrue, stargate.ReasonRoutesHealthy)
 		})
 		t.Logf("route added back -> NodeRoutesHealthy=True in %s", took)
 		if took > time.Second {
@@ -187,7 +187,7 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 	t.Run("wrong next hop has its own reason", func(t *testing.T) {
 		tn.ReplaceRoute(t, aksSvcCIDR, wrongHopIP)
 		_, st := waitFor(t, f, 5*time.Second, "reason WrongNextHop", func(st serverState) bool {
-			return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonWrongNextHop)
+			return is(st.Routes, metav1.ConditionFalse, stargate.ReasonWrongNextHop)
 		})
 		for _, s := range []string{aksSvcCIDR, wrongHopIP, routerIP} {
 			if !strings.Contains(st.Routes.Message, s) {
@@ -203,7 +203,7 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 	t.Run("missing local pod CIDR route has its own reason", func(t *testing.T) {
 		tn.DelRoute(t, podCIDR)
 		_, st := waitFor(t, f, 5*time.Second, "reason PodCIDRRouteMissing", func(st serverState) bool {
-			return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonPodCIDRRouteMiss)
+			return is(st.Routes, metav1.ConditionFalse, stargate.ReasonPodCIDRRouteMiss)
 		})
 		if !strings.Contains(st.Routes.Message, podCIDR) || !strings.Contains(st.Routes.Message, podDevice) {
 			t.Errorf("message %q does not name %s and %s", st.Routes.Message, podCIDR, podDevice)
@@ -223,7 +223,7 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 			t.Fatal(err)
 		}
 		took, st := waitFor(t, f, 5*time.Second, "NodeRoutesHealthy=False", func(st serverState) bool {
-			return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonRouteMissing)
+			return is(st.Routes, metav1.ConditionFalse, stargate.ReasonRouteMissing)
 		})
 		t.Logf("link down -> NodeRoutesHealthy=False in %s: %s", took, st.Routes.Message)
 		if took > time.Second {
@@ -249,7 +249,7 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 		}
 		setCilium(otherCIDR)
 		_, st := waitFor(t, f, 10*time.Second, "CiliumPodCIDRMatches=False", func(st serverState) bool {
-			return is(st.Cilium, metav1.ConditionFalse, nodeagent.ReasonPodCIDRMismatch)
+			return is(st.Cilium, metav1.ConditionFalse, stargate.ReasonPodCIDRMismatch)
 		})
 		if !strings.Contains(st.Cilium.Message, otherCIDR) || !strings.Contains(st.Cilium.Message, podCIDR) {
 			t.Errorf("message %q does not name both %s (CiliumNode) and %s (Server)", st.Cilium.Message, otherCIDR, podCIDR)
@@ -259,7 +259,7 @@ func TestAgentReportsRouteHealth(t *testing.T) {
 		}
 		setCilium(podCIDR)
 		waitFor(t, f, 10*time.Second, "CiliumPodCIDRMatches=True again", func(st serverState) bool {
-			return is(st.Cilium, metav1.ConditionTrue, nodeagent.ReasonPodCIDRMatches)
+			return is(st.Cilium, metav1.ConditionTrue, stargate.ReasonPodCIDRMatches)
 		})
 	})
 }

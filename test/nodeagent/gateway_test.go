@@ -12,9 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
-	"github.com/stargate-k8s/stargate/pkg/nodeagent"
 )
 
 // One DaemonSet serves every datacenter: the agent expects the gateway its
@@ -40,7 +40,7 @@ func TestAgentTakesItsGatewayFromItsDatacenter(t *testing.T) {
 
 	// No Datacenter yet: the fallback is what the routes are held to.
 	_, st := waitFor(t, f, 30*time.Second, "WrongNextHop against --next-hop-gateway", func(st serverState) bool {
-		return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonWrongNextHop) && strings.Contains(st.Routes.Message, "from --next-hop-gateway")
+		return is(st.Routes, metav1.ConditionFalse, stargate.ReasonWrongNextHop) && strings.Contains(st.Routes.Message, "from --next-hop-gateway")
 	})
 	t.Logf("without a Datacenter: %s", st.Routes.Message)
 
@@ -56,7 +56,7 @@ func TestAgentTakesItsGatewayFromItsDatacenter(t *testing.T) {
 		_ = f.Admin.StargateV1alpha1().Datacenters().Delete(context.Background(), dcObj.Name, metav1.DeleteOptions{})
 	})
 	took, st := waitFor(t, f, 10*time.Second, "NodeRoutesHealthy=True against the Datacenter's agentGateway", func(st serverState) bool {
-		return is(st.Routes, metav1.ConditionTrue, nodeagent.ReasonRoutesHealthy)
+		return is(st.Routes, metav1.ConditionTrue, stargate.ReasonRoutesHealthy)
 	})
 	t.Logf("Datacenter declared -> healthy in %s: %s", took, st.Routes.Message)
 	if !strings.Contains(st.Routes.Message, "gateway "+routerIP+" from Datacenter "+dcObj.Name) {
@@ -73,7 +73,7 @@ func TestAgentTakesItsGatewayFromItsDatacenter(t *testing.T) {
 		t.Fatal(err)
 	}
 	took, st = waitFor(t, f, 10*time.Second, "WrongNextHop against the moved agentGateway", func(st serverState) bool {
-		return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonWrongNextHop) && strings.Contains(st.Routes.Message, "gateway "+moved+" from Datacenter")
+		return is(st.Routes, metav1.ConditionFalse, stargate.ReasonWrongNextHop) && strings.Contains(st.Routes.Message, "gateway "+moved+" from Datacenter")
 	})
 	t.Logf("agentGateway moved -> %s in %s", st.Routes.Reason, took)
 
@@ -96,6 +96,6 @@ func TestAgentTakesItsGatewayFromItsDatacenter(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, f, 10*time.Second, "the fallback gateway again", func(st serverState) bool {
-		return is(st.Routes, metav1.ConditionFalse, nodeagent.ReasonWrongNextHop) && strings.Contains(st.Routes.Message, "gateway "+wrongHopIP+" from --next-hop-gateway")
+		return is(st.Routes, metav1.ConditionFalse, stargate.ReasonWrongNextHop) && strings.Contains(st.Routes.Message, "gateway "+wrongHopIP+" from --next-hop-gateway")
 	})
 }

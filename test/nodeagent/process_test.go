@@ -18,7 +18,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stargate-k8s/stargate/pkg/nodeagent"
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/test/framework"
 )
 
@@ -151,7 +151,7 @@ current-context: agent
 		time.Sleep(100 * time.Millisecond)
 	}
 	waitFor(t, f, 30*time.Second, "the agent's first report", func(st serverState) bool {
-		return is(st.Routes, metav1.ConditionTrue, nodeagent.ReasonRoutesHealthy) && is(st.Cilium, metav1.ConditionTrue, "")
+		return is(st.Routes, metav1.ConditionTrue, stargate.ReasonRoutesHealthy) && is(st.Cilium, metav1.ConditionTrue, "")
 	})
 	time.Sleep(time.Second) // the pass its own write triggers
 	if code, body := httpGet(base + "/healthz"); code != http.StatusOK {

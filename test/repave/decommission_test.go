@@ -152,7 +152,7 @@ func TestDecommissionOfUnreachableServerStillRemovesNode(t *testing.T) {
 	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
 		t.Errorf("Node %s after the decommission: %v, want NotFound", name, err)
 	}
-	env.waitWarningEvent(t, name, operations.ReasonHostNotReset)
+	env.waitWarningEvent(t, name, stargate.ReasonHostNotReset)
 	got := env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool { return s.Status.NodeName == "" })
 	t.Logf("Server after decommission: phase %s; reset step: %s", got.Status.Phase, r.Message)
 }
@@ -241,7 +241,7 @@ func TestDeletingServerDrainsResetsAndRemovesNode(t *testing.T) {
 	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
 		t.Errorf("Node %s after the Server's deletion: %v, want NotFound", name, err)
 	}
-	t.Logf("event: %s", waitEvent(t, operations.ReasonDecommissioned, name))
+	t.Logf("event: %s", waitEvent(t, stargate.ReasonDecommissioned, name))
 }
 
 // A deleted Server whose host cannot be reached still has its Node
@@ -270,7 +270,7 @@ func TestDeletingUnreachableServerStillRemovesNodeAfterTimeout(t *testing.T) {
 	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
 		t.Errorf("Node %s after the Server's deletion: %v, want NotFound", name, err)
 	}
-	note := waitEvent(t, operations.ReasonHostNotReset, name)
+	note := waitEvent(t, stargate.ReasonHostNotReset, name)
 	if !strings.Contains(note, "kubelet may still run") {
 		t.Errorf("event %q does not say what was left on the host", note)
 	}

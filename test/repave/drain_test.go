@@ -273,7 +273,7 @@ func TestForcedRepaveDeletesPDBProtectedPodsAfterDrainTimeout(t *testing.T) {
 
 	op := env.waitOp(t, env.repaveWith(t, name, `"drainTimeout":"5s"`), time.Minute, finished)
 	c := meta.FindStatusCondition(op.Status.Conditions, stargate.ConditionSucceeded)
-	if op.Status.Phase != v1.OperationFailed || c == nil || c.Reason != operations.ReasonDrainBlocked ||
+	if op.Status.Phase != v1.OperationFailed || c == nil || c.Reason != stargate.ReasonDrainBlocked ||
 		!strings.Contains(op.Status.Message, ns+"/guarded-1") || !strings.Contains(op.Status.Message, "keep-one") {
 		t.Fatalf("repave without force: %s %+v: %s", op.Status.Phase, c, op.Status.Message)
 	}
@@ -297,7 +297,7 @@ func TestForcedRepaveDeletesPDBProtectedPodsAfterDrainTimeout(t *testing.T) {
 	if !strings.Contains(d.Message, "(force)") || !strings.Contains(d.Message, ns+"/guarded-1") {
 		t.Errorf("DrainNode step message does not say what force deleted: %q", d.Message)
 	}
-	env.waitWarningEvent(t, name, operations.ReasonDrainForced)
+	env.waitWarningEvent(t, name, stargate.ReasonDrainForced)
 }
 
 // The measure of issue 11: time from the repave POST to Ready for a Node

@@ -50,8 +50,8 @@ func TestRepaveInDatacenterWithoutControllerBindingFailsCredentialsForbidden(t *
 
 	op := repaveIn(t, ns, name)
 	c := meta.FindStatusCondition(op.Status.Conditions, stargate.ConditionSucceeded)
-	if op.Status.Phase != v1.OperationFailed || c == nil || c.Reason != operations.ReasonCredentialsForbidden {
-		t.Fatalf("Operation %s: phase %s, condition %+v; want Failed, reason %s", op.Name, op.Status.Phase, c, operations.ReasonCredentialsForbidden)
+	if op.Status.Phase != v1.OperationFailed || c == nil || c.Reason != stargate.ReasonCredentialsForbidden {
+		t.Fatalf("Operation %s: phase %s, condition %+v; want Failed, reason %s", op.Name, op.Status.Phase, c, stargate.ReasonCredentialsForbidden)
 	}
 	want := "bind ClusterRole stargate-controller-datacenter to ServiceAccount stargate-system/stargate-controller in namespace " + ns + " (artifacts/datacenter/rbac.yaml"
 	if !strings.Contains(op.Status.Message, want) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
-	"github.com/stargate-k8s/stargate/pkg/controller/nodehealth"
 )
 
 // A kubelet that stops posting status makes its Node NotReady through
@@ -77,8 +76,8 @@ func TestStoppedKubeletMakesNodeNotReadyAndServerFollows(t *testing.T) {
 
 	srv := env.waitServer(t, name, 30*time.Second, func(s *v1.Server) bool { return s.Status.Phase == v1.ServerFailed })
 	c := meta.FindStatusCondition(srv.Status.Conditions, stargate.ConditionNodeReady)
-	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != nodehealth.ReasonNodeNotReady || !strings.Contains(c.Message, ready.Message) {
-		t.Errorf("Server condition NodeReady = %+v, want False, %s, with the Node's message %q", c, nodehealth.ReasonNodeNotReady, ready.Message)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != stargate.ReasonNodeNotReady || !strings.Contains(c.Message, ready.Message) {
+		t.Errorf("Server condition NodeReady = %+v, want False, %s, with the Node's message %q", c, stargate.ReasonNodeNotReady, ready.Message)
 	}
 	if c := meta.FindStatusCondition(srv.Status.Conditions, stargate.ConditionReady); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("Server condition Ready = %+v, want False", c)

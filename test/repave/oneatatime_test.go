@@ -148,8 +148,8 @@ func TestOperationNotNamedByClaimDoesNotRun(t *testing.T) {
 	phase := env.getServer(t, name).Status.Phase
 	env.startController(t, "claim")
 	op := env.waitOp(t, stale.Name, time.Minute, finished)
-	if op.Status.Phase != v1.OperationFailed || len(op.Status.Conditions) != 1 || op.Status.Conditions[0].Reason != operations.ReasonNotClaimed {
-		t.Fatalf("Operation %s: phase %s, conditions %+v; want Failed, reason %s", op.Name, op.Status.Phase, op.Status.Conditions, operations.ReasonNotClaimed)
+	if op.Status.Phase != v1.OperationFailed || len(op.Status.Conditions) != 1 || op.Status.Conditions[0].Reason != stargate.ReasonNotClaimed {
+		t.Fatalf("Operation %s: phase %s, conditions %+v; want Failed, reason %s", op.Name, op.Status.Phase, op.Status.Conditions, stargate.ReasonNotClaimed)
 	}
 	if !strings.Contains(op.Status.Message, "claimed by Operation claim-1-other") {
 		t.Errorf("message %q does not name the claim's holder", op.Status.Message)
@@ -274,7 +274,7 @@ func TestDeletedOperationStopsItsScript(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		s := env.getServer(t, name)
 		for i := range s.Status.Conditions {
-			if c := s.Status.Conditions[i]; c.Type == stargate.ConditionProvisioned && c.Reason == operations.ReasonOperationDeleted {
+			if c := s.Status.Conditions[i]; c.Type == stargate.ConditionProvisioned && c.Reason == stargate.ReasonOperationDeleted {
 				cond = &c
 			}
 		}
@@ -283,7 +283,7 @@ func TestDeletedOperationStopsItsScript(t *testing.T) {
 		}
 	}
 	if cond == nil || !strings.Contains(cond.Message, "its bootstrap script was stopped on the host") {
-		t.Errorf("Server %s condition %s: %+v; want reason %s saying the script was stopped", name, stargate.ConditionProvisioned, cond, operations.ReasonOperationDeleted)
+		t.Errorf("Server %s condition %s: %+v; want reason %s saying the script was stopped", name, stargate.ConditionProvisioned, cond, stargate.ReasonOperationDeleted)
 	}
 	env.noTokenLeft(t, op)
 }

@@ -164,7 +164,7 @@ func TestWrongHostKeyFailsWithoutSession(t *testing.T) {
 		t.Fatalf("phase %s, want Failed", op.Status.Phase)
 	}
 	c := meta.FindStatusCondition(op.Status.Conditions, stargate.ConditionSucceeded)
-	if c == nil || c.Reason != operations.ReasonHostKeyMismatch {
+	if c == nil || c.Reason != stargate.ReasonHostKeyMismatch {
 		t.Fatalf("condition: %+v, want reason HostKeyMismatch", c)
 	}
 	want := ssh.FingerprintSHA256(env.sim.Router.HostSigner.PublicKey())
@@ -187,7 +187,7 @@ func TestWrongHostKeyFailsWithoutSession(t *testing.T) {
 	env.noTokenLeft(t, op)
 	var srv v1.Server
 	_ = env.c.Get(context.Background(), client.ObjectKey{Namespace: dc, Name: "worker-2"}, &srv)
-	if pc := meta.FindStatusCondition(srv.Status.Conditions, stargate.ConditionProvisioned); srv.Status.Phase != v1.ServerFailed || pc == nil || pc.Reason != operations.ReasonHostKeyMismatch {
+	if pc := meta.FindStatusCondition(srv.Status.Conditions, stargate.ConditionProvisioned); srv.Status.Phase != v1.ServerFailed || pc == nil || pc.Reason != stargate.ReasonHostKeyMismatch {
 		t.Errorf("Server: phase %s, Provisioned %+v", srv.Status.Phase, pc)
 	}
 }
@@ -203,7 +203,7 @@ func TestUnreachableWorkerRetriesThenFails(t *testing.T) {
 		t.Fatalf("phase %s, want Failed", op.Status.Phase)
 	}
 	c := meta.FindStatusCondition(op.Status.Conditions, stargate.ConditionSucceeded)
-	if c == nil || c.Reason != operations.ReasonUnreachable || !strings.Contains(c.Message, "gave up after 3 attempts") || !strings.Contains(c.Message, "through router") {
+	if c == nil || c.Reason != stargate.ReasonUnreachable || !strings.Contains(c.Message, "gave up after 3 attempts") || !strings.Contains(c.Message, "through router") {
 		t.Fatalf("condition: %+v", c)
 	}
 	log, _ := os.ReadFile(ctl.log)

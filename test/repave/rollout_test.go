@@ -234,8 +234,8 @@ if [ "$STARGATE_NODE_NAME" = ro-4 ]; then echo "ro-4 is made to fail" >&2; exit 
 	done := env.waitRollout(t, ro.Name, 5*time.Minute)
 
 	failed := meta.FindStatusCondition(done.Status.Conditions, stargate.ConditionRolloutFailed)
-	if failed == nil || failed.Status != metav1.ConditionTrue || failed.Reason != rollout.ReasonTooManyFailures {
-		t.Fatalf("want Failed=True reason %s, got %+v", rollout.ReasonTooManyFailures, done.Status.Conditions)
+	if failed == nil || failed.Status != metav1.ConditionTrue || failed.Reason != stargate.ReasonTooManyFailures {
+		t.Fatalf("want Failed=True reason %s, got %+v", stargate.ReasonTooManyFailures, done.Status.Conditions)
 	}
 	if !strings.Contains(failed.Message, "ro-4") {
 		t.Errorf("Failed condition does not name ro-4: %q", failed.Message)

@@ -10,6 +10,8 @@
 #   stargate.env            STARGATE_* variables (see below)
 #   bootstrap-kubelet.conf  bootstrap kubeconfig with a short-lived token
 #   ca.crt                  the cluster CA
+#   tailscale-authkey       only when the profile names tailscaleAuthKeySecretRef:
+#                           the auth key the host joins the tailnet with
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,6 +54,31 @@ SYSCTL
 sysctl --system >/dev/null
 
 export DEBIAN_FRONTEND=noninteractive
+if [[ -n "${STARGATE_TAILSCALE_AUTHKEY_FILE:-}" ]]; then
+  # The profile names a Tailscale auth key: the host joins the tailnet as
+  # its node name. The key is read from its file (never on a command line)
+  # and removed once used. Pod traffic still takes the routes Stargate
+  # manages (through the DC router); the host does not accept tailnet
+  # routes.
+  keyfile="$here/${STARGATE_TAILSCALE_AUTHKEY_FILE}"
+  if ! command -v tailscale >/dev/null; then
+    log "installing tailscale from pkgs.tailscale.com"
+    install -d -m 0755 /usr/share/keyrings
+    curl -fsSL "https://pkgs.tailscale.com/stable/ubuntu/${VERSION_CODENAME}.noarmor.gpg" -o /usr/share/keyrings/tailscale-archive-keyring.gpg
+    curl -fsSL "https://pkgs.tailscale.com/stable/ubuntu/${VERSION_CODENAME}.tailscale-keyring.list" -o /etc/apt/sources.list.d/tailscale.list
+    apt-get update -q
+    apt-get install -y -q tailscale
+  fi
+  systemctl enable --now tailscaled
+  login=()
+  if [[ -n "${STARGATE_TAILSCALE_LOGIN_SERVER:-}" ]]; then
+    login=("--login-server=${STARGATE_TAILSCALE_LOGIN_SERVER}")
+  fi
+  log "joining the tailnet as ${STARGATE_NODE_NAME}"
+  tailscale up --reset --auth-key="file:${keyfile}" --hostname="${STARGATE_NODE_NAME}" --accept-routes=false "${login[@]}"
+  rm -f "$keyfile"
+fi
+
 log "installing ${STARGATE_CONTAINER_RUNTIME:-containerd}"
 apt-get update -q
 apt-get install -y -q apt-transport-https ca-certificates curl gpg conntrack socat containerd

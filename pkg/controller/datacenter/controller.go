@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
-	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
 )
 
 // Controller is the membership reconciler: it writes every Server's
@@ -92,6 +91,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 func Apply(s *v1.Server, cond metav1.Condition) bool {
 	before := s.Status.DeepCopy()
 	meta.SetStatusCondition(&s.Status.Conditions, cond)
-	serverstatus.SetReadySummary(s)
+	v1.SetReadySummary(s)
 	return !equality.Semantic.DeepEqual(before, &s.Status)
 }

@@ -22,14 +22,6 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
-	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
-)
-
-// Reasons of the NodeReady condition.
-const (
-	ReasonNodeReady    = "KubeletReady"
-	ReasonNodeNotReady = "NodeNotReady"
-	ReasonNodeNotFound = "NodeNotFound"
 )
 
 // Controller is the nodehealth reconciler group.
@@ -110,7 +102,7 @@ func Apply(s *v1.Server, n *corev1.Node) {
 	cond := metav1.Condition{Type: stargate.ConditionNodeReady, ObservedGeneration: s.Generation}
 	switch {
 	case n == nil:
-		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNodeNotFound
+		cond.Status, cond.Reason = metav1.ConditionFalse, stargate.ReasonNodeNotFound
 		cond.Message = fmt.Sprintf("Node %s does not exist any more; repave the server to join it again", s.Status.NodeName)
 	default:
 		var ready *corev1.NodeCondition
@@ -120,9 +112,9 @@ func Apply(s *v1.Server, n *corev1.Node) {
 			}
 		}
 		if ready != nil && ready.Status == corev1.ConditionTrue {
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, ReasonNodeReady, "Node "+n.Name+" is Ready"
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, stargate.ReasonNodeReady, "Node "+n.Name+" is Ready"
 		} else {
-			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNodeNotReady
+			cond.Status, cond.Reason = metav1.ConditionFalse, stargate.ReasonNodeNotReady
 			cond.Message = "Node " + n.Name + " is not Ready"
 			if ready != nil && ready.Message != "" {
 				cond.Message += ": " + ready.Message
@@ -135,5 +127,5 @@ func Apply(s *v1.Server, n *corev1.Node) {
 	} else {
 		s.Status.Phase = v1.ServerFailed
 	}
-	serverstatus.SetReadySummary(s)
+	v1.SetReadySummary(s)
 }

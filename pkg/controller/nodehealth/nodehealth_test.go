@@ -22,10 +22,10 @@ func TestApply(t *testing.T) {
 		reason    string
 		readyTrue bool
 	}{
-		{"ready", node(corev1.ConditionTrue), v1.ServerReady, ReasonNodeReady, true},
-		{"not ready", node(corev1.ConditionFalse), v1.ServerFailed, ReasonNodeNotReady, false},
-		{"unknown", node(corev1.ConditionUnknown), v1.ServerFailed, ReasonNodeNotReady, false},
-		{"gone", nil, v1.ServerFailed, ReasonNodeNotFound, false},
+		{"ready", node(corev1.ConditionTrue), v1.ServerReady, stargate.ReasonNodeReady, true},
+		{"not ready", node(corev1.ConditionFalse), v1.ServerFailed, stargate.ReasonNodeNotReady, false},
+		{"unknown", node(corev1.ConditionUnknown), v1.ServerFailed, stargate.ReasonNodeNotReady, false},
+		{"gone", nil, v1.ServerFailed, stargate.ReasonNodeNotFound, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

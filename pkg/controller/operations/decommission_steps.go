@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 )
 
 // Steps of a decommission, besides StepResolve and StepDrain.
@@ -25,15 +27,6 @@ const (
 // finalizers on the Server).
 var DecommissionSteps = []string{StepResolve, StepDrain, StepReset, StepDeleteNode}
 
-// ReasonHostNotReset is the Warning event of a decommission that could
-// not reach the host to reset it: the Node is deleted anyway, the kubelet
-// and its credentials are left on the host.
-const ReasonHostNotReset = "HostNotReset"
-
-// ReasonDecommissioned is the Server's Provisioned reason (and event)
-// after a decommission.
-const ReasonDecommissioned = "Decommissioned"
-
 // resetHost runs the reset script (--reset-script, else
 // bootstrap.ResetScript) on the host over SSH, through the jump host with
 // the repave's credentials and host key checks. A host that cannot be
@@ -45,9 +38,9 @@ func (p *repave) resetHost(ctx context.Context) (string, error) {
 	c, err := p.dial(ctx)
 	if err != nil {
 		var f *failure
-		if errors.As(err, &f) && (f.reason == ReasonUnreachable || f.reason == ReasonAuthenticationFailed) {
+		if errors.As(err, &f) && (f.reason == stargate.ReasonUnreachable || f.reason == stargate.ReasonAuthenticationFailed) {
 			left := fmt.Sprintf("could not reset host %s (%v): its kubelet may still run there with its configuration and client certificate (/etc/kubernetes, /var/lib/kubelet); the Node is deleted, so the certificate no longer names a Node; reset it by hand (the reset script of stargate-controller) or reinstall it", p.server.Spec.IPAddress, p.redact.String(err.Error()))
-			p.r.Recorder.Eventf(p.server, p.related(), corev1.EventTypeWarning, ReasonHostNotReset, "Decommission", "%s", left)
+			p.r.Recorder.Eventf(p.server, p.related(), corev1.EventTypeWarning, stargate.ReasonHostNotReset, "Decommission", "%s", left)
 			return left, nil
 		}
 		return "", err
@@ -66,7 +59,7 @@ func (p *repave) resetHost(ctx context.Context) (string, error) {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		return "", fail(ReasonScriptFailed, "the reset script failed on %s: %v; see status.outputTail", p.server.Spec.IPAddress, err)
+		return "", fail(stargate.ReasonScriptFailed, "the reset script failed on %s: %v; see status.outputTail", p.server.Spec.IPAddress, err)
 	}
 	return fmt.Sprintf("reset host %s: kubelet stopped and disabled, its configuration and certificates removed", p.server.Spec.IPAddress), nil
 }

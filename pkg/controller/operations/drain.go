@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 )
 
 // StepDrain cordons the Server's Node and evicts its pods before a
@@ -21,15 +23,7 @@ import (
 const StepDrain = "DrainNode"
 
 // Reasons of the drain.
-const (
-	// ReasonDrainBlocked fails an Operation whose drain did not evict
-	// every pod within its timeout (a PodDisruptionBudget kept some) and
-	// that did not ask for force.
-	ReasonDrainBlocked = "DrainBlocked"
-	// ReasonDrainForced is the Warning event of a forced drain that
-	// deleted pods a PodDisruptionBudget still protected.
-	ReasonDrainForced = "DrainForced"
-)
+const ()
 
 // DefaultDrainTimeout bounds a drain when neither the Operation nor the
 // profile names one.
@@ -114,7 +108,7 @@ func (p *repave) drainNode(ctx context.Context) (string, error) {
 			case apierrors.IsTooManyRequests(err):
 				blocked[ref] = evictionRefusal(err)
 			case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-				return "", fail(ReasonDrainBlocked, "evict pod %s from Node %s: %v", ref, node.Name, err)
+				return "", fail(stargate.ReasonDrainBlocked, "evict pod %s from Node %s: %v", ref, node.Name, err)
 			default:
 				blocked[ref] = err.Error()
 			}
@@ -154,7 +148,7 @@ func (p *repave) drainTimedOut(ctx context.Context, node *corev1.Node, pods []co
 		if err := p.cordon(ctx, node, false); err != nil {
 			uncordoned = "uncordoning the Node failed: " + err.Error()
 		}
-		return "", fail(ReasonDrainBlocked, "Node %s was not drained within %s (spec.drainTimeout, else the profile's, else %s): %d pods left: %s; nothing was done to the host and %s. Let the PodDisruptionBudget allow it, or ask again with force to delete such pods after the timeout",
+		return "", fail(stargate.ReasonDrainBlocked, "Node %s was not drained within %s (spec.drainTimeout, else the profile's, else %s): %d pods left: %s; nothing was done to the host and %s. Let the PodDisruptionBudget allow it, or ask again with force to delete such pods after the timeout",
 			node.Name, timeout, DefaultDrainTimeout, len(left), strings.Join(left, "; "), uncordoned)
 	}
 	for i := range pods {
@@ -165,7 +159,7 @@ func (p *repave) drainTimedOut(ctx context.Context, node *corev1.Node, pods []co
 	}
 	msg := fmt.Sprintf("cordoned Node %s%s, evicted %d pods; after %s deleted %d pods eviction did not remove (force): %s", node.Name, bootNote(node), len(evicted), timeout, len(left), strings.Join(left, "; "))
 	p.log.Info("forced the drain", "node", node.Name, "deleted", left)
-	p.r.Recorder.Eventf(p.server, p.related(), corev1.EventTypeWarning, ReasonDrainForced, "Drain",
+	p.r.Recorder.Eventf(p.server, p.related(), corev1.EventTypeWarning, stargate.ReasonDrainForced, "Drain",
 		"Node %s: deleted %d pods a PodDisruptionBudget still protected after %s (force): %s", node.Name, len(left), timeout, strings.Join(left, "; "))
 	return msg, nil
 }

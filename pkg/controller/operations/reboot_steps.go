@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
 
@@ -26,9 +27,6 @@ var RebootSteps = []string{StepResolve, StepConnect, StepDrain, StepReboot, Step
 // DefaultRebootCommand is --reboot-command's default.
 const DefaultRebootCommand = "sudo -n systemctl reboot"
 
-// ReasonRebootFailed fails a reboot whose command could not be started.
-const ReasonRebootFailed = "RebootFailed"
-
 // rebootHost starts --reboot-command on the host, detached, a second
 // after the SSH session ends, so the session ends cleanly and the result
 // is recorded before the host goes down. A resumed step does not reboot
@@ -41,7 +39,7 @@ func (p *repave) rebootHost(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if node == nil {
-		return "", fail(ReasonNodeNotReady, "Server %s has no Node %s to reboot; repave it first", p.server.Name, p.nodeName())
+		return "", fail(stargate.ReasonNodeNotReady, "Server %s has no Node %s to reboot; repave it first", p.server.Name, p.nodeName())
 	}
 	if p.resumedSteps[StepReboot] && p.restartedSince(node, p.findStep(StepReboot).StartTime.Time) {
 		return fmt.Sprintf("the host was rebooted (Node %s restarted since the step started)", node.Name), nil
@@ -54,7 +52,7 @@ func (p *repave) rebootHost(ctx context.Context) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, resumeCheckTimeout)
 	defer cancel()
 	if out, err := c.Output(cctx, cmd); err != nil {
-		return "", fail(ReasonRebootFailed, "start the reboot (--reboot-command %q) on %s: %v %s", p.r.Opts.RebootCommand, p.server.Spec.IPAddress, err, strings.TrimSpace(string(out)))
+		return "", fail(stargate.ReasonRebootFailed, "start the reboot (--reboot-command %q) on %s: %v %s", p.r.Opts.RebootCommand, p.server.Spec.IPAddress, err, strings.TrimSpace(string(out)))
 	}
 	// The host is going down: the connection is of no more use.
 	_ = c.Close()
@@ -97,7 +95,7 @@ func (p *repave) waitForReboot(ctx context.Context) (string, error) {
 		switch {
 		case apierrors.IsNotFound(err):
 			done()
-			return "", fail(ReasonNodeNotReady, "Node %s was deleted while its host rebooted", name)
+			return "", fail(stargate.ReasonNodeNotReady, "Node %s was deleted while its host rebooted", name)
 		case err != nil:
 			done()
 			return "", err
@@ -118,7 +116,7 @@ func (p *repave) waitForReboot(ctx context.Context) (string, error) {
 			if sawDown {
 				state = "went down and did not become Ready again; check the kubelet on the server (journalctl -u kubelet)"
 			}
-			return "", fail(ReasonNodeNotReady, "Node %s %s within %s (--node-ready-timeout) of the reboot", name, state, p.r.Opts.NodeReadyTimeout)
+			return "", fail(stargate.ReasonNodeNotReady, "Node %s %s within %s (--node-ready-timeout) of the reboot", name, state, p.r.Opts.NodeReadyTimeout)
 		case <-changed:
 		case <-poll.C:
 		}
@@ -133,7 +131,7 @@ func (p *repave) uncordon(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if node == nil {
-		return "", fail(ReasonNodeNotReady, "Node %s is gone", p.nodeName())
+		return "", fail(stargate.ReasonNodeNotReady, "Node %s is gone", p.nodeName())
 	}
 	if err := p.cordon(ctx, node, false); err != nil {
 		return "", err

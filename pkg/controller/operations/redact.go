@@ -35,6 +35,9 @@ func (r *redactor) AddToken(t bootstrap.Token) {
 	r.add(t.Secret)
 }
 
+// AddSecret redacts s (one line: an auth key).
+func (r *redactor) AddSecret(s string) { r.add(s) }
+
 // AddPrivateKey redacts every line of a private key.
 func (r *redactor) AddPrivateKey(pem []byte) {
 	for _, l := range strings.Split(string(pem), "\n") {
@@ -55,6 +58,9 @@ func (r *redactor) String(s string) string {
 		s = strings.ReplaceAll(s, sec, redacted)
 	}
 	s = redactTokens(s)
+	if strings.Contains(s, "tskey-") {
+		s = tailscaleKey.ReplaceAllString(s, redacted)
+	}
 	if strings.Contains(s, "PRIVATE KEY-----") {
 		s = privateKeyBlock.ReplaceAllString(s, redacted)
 	}
@@ -62,6 +68,9 @@ func (r *redactor) String(s string) string {
 }
 
 var (
+	// tailscaleKey is the shape of Tailscale's auth keys and API keys
+	// (tskey-auth-..., tskey-api-...).
+	tailscaleKey    = regexp.MustCompile(`tskey-[A-Za-z0-9_-]+`)
 	privateKeyBlock = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)`)
 	privateKeyEnd   = regexp.MustCompile(`-----END [A-Z ]*PRIVATE KEY-----`)
 )

@@ -3,6 +3,7 @@ package operations
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"regexp"
 	"strings"
@@ -97,9 +98,14 @@ func FuzzRedactOutput(f *testing.F) {
 		r := newRedactor()
 		r.AddToken(ours)
 		r.AddPrivateKey([]byte(ourKey + "\n"))
+		// A Tailscale auth key of this Operation's profile, and one
+		// printed by something else on the host.
+		ourAuthKey := "tskey-auth-k" + hex.EncodeToString(tokenSeed) + "CNTRL-ours"
+		otherAuthKey := "tskey-auth-k" + hex.EncodeToString(keySeed) + "CNTRL-other"
+		r.AddSecret(ourAuthKey)
 
 		output := before + ours.String() + between + ours.Secret + around + other.String() + around +
-			ourKey + between + otherKey + after + "\n"
+			ourKey + between + otherKey + between + ourAuthKey + around + otherAuthKey + after + "\n"
 
 		tl := newTail(int(tailMax), r)
 		sc := bootstrap.NewOutputScanner(&chunkReader{data: output, n: int(chunk) + 1})
@@ -123,6 +129,9 @@ func FuzzRedactOutput(f *testing.F) {
 				if !strings.Contains(redacted, sec) && strings.Contains(out, sec) {
 					t.Fatalf("%s holds secret %q:\n%s", what, sec, out)
 				}
+			}
+			if i := strings.Index(out, "tskey-"); i >= 0 && !strings.Contains(fuzzed, "tskey-") {
+				t.Fatalf("%s holds a Tailscale key at %d:\n%s", what, i, out)
 			}
 			if tok := tokenShaped(out); tok != "" {
 				t.Fatalf("%s holds token-shaped %q:\n%s", what, tok, out)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,6 +16,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
+	"github.com/stargate-k8s/stargate/pkg/controller/sshcreds"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
 
@@ -35,64 +35,6 @@ const (
 // changes on it.
 var RepaveSteps = []string{StepResolve, StepConnect, StepDrain, StepToken, StepStaleNode, StepScript, StepWaitForNode}
 
-// Reasons of a failed Operation (condition Succeeded=False) and of the
-// Server's Provisioned condition.
-const (
-	ReasonServerNotFound      = "ServerNotFound"
-	ReasonProfileNotFound     = "ProfileNotFound"
-	ReasonCredentialsNotFound = "CredentialsNotFound"
-	ReasonCredentialsInvalid  = "CredentialsInvalid"
-	// ReasonCredentialsForbidden fails an Operation at once when
-	// stargate-controller may not read its datacenter's SSH Secret or
-	// script ConfigMap: the admin did not bind DatacenterClusterRole in
-	// that namespace. Retrying would not help.
-	ReasonCredentialsForbidden = "CredentialsForbidden"
-	ReasonScriptNotFound       = "BootstrapScriptNotFound"
-	ReasonHostKeyMismatch      = "HostKeyMismatch"
-	ReasonHostKeyUnknown       = "HostKeyUnknown"
-	ReasonUnreachable          = "Unreachable"
-	ReasonAuthenticationFailed = "AuthenticationFailed"
-	ReasonNodeConflict         = stargate.ReasonNodeNameConflict
-	ReasonScriptFailed         = "BootstrapScriptFailed"
-	ReasonNodeNotReady         = "NodeNotReady"
-	ReasonInternal             = "InternalError"
-	ReasonUnsupported          = "UnsupportedOperation"
-	ReasonSucceeded            = "Succeeded"
-	ReasonProvisioning         = "Provisioning"
-	ReasonNodeReady            = "KubeletReady"
-	// ReasonNoDatacenter and ReasonNotInDatacenterNetwork fail the repave
-	// of a Server that is not in its datacenter, as its InDatacenter
-	// condition says.
-	ReasonNoDatacenter           = stargate.ReasonNoDatacenter
-	ReasonNotInDatacenterNetwork = stargate.ReasonNotInDatacenterNetwork
-	// ReasonNotClaimed fails an Operation the Server's claim
-	// (status.lastOperation, set by POST servers/NAME/repave) does not
-	// name: one created directly, or a stale one the Server no longer
-	// runs. It runs nothing on the host.
-	ReasonNotClaimed = "NotClaimedByServer"
-	// ReasonOperationDeleted is the Server's Provisioned reason when its
-	// Operation was deleted while it ran; its script was stopped.
-	ReasonOperationDeleted = "OperationDeleted"
-	// ReasonScriptStopped is the event of an Operation whose runner
-	// stopped another Operation's unfinished script on the host before
-	// its own started.
-	ReasonScriptStopped = "StoppedPreviousScript"
-)
-
-// DatacenterClusterRole is what the admin binds to ControllerServiceAccount
-// in each datacenter namespace (artifacts/datacenter/rbac.yaml) so
-// stargate-controller may read its SSH Secret and script ConfigMaps.
-const (
-	DatacenterClusterRole    = "stargate-controller-datacenter"
-	ControllerServiceAccount = "stargate-system/stargate-controller"
-)
-
-// Secret keys of the SSH credentials.
-const (
-	SecretKeyPrivateKey = corev1.SSHAuthPrivateKey
-	SecretKeyKnownHosts = "known_hosts"
-)
-
 // repave is one run of a repave Operation within one reconcile: the step
 // machinery of opRun, and what the repave's steps find and make.
 type repave struct {
@@ -100,10 +42,11 @@ type repave struct {
 
 	server  *v1.Server
 	profile *v1.ProvisioningProfile
-	signer  ssh.Signer
-	known   []byte
-	script  []byte
-	ssh     *sshexec.Client
+	creds   *sshcreds.Credentials
+	// tailscale is the tailnet join of the profile's auth key, if any.
+	tailscale *bootstrap.TailscaleJoin
+	script    []byte
+	ssh       *sshexec.Client
 	// claimed says the Server's claim names this Operation: only then
 	// does it write the Server's status.
 	claimed bool
@@ -219,7 +162,7 @@ func (p *repave) run(ctx context.Context) error {
 	kind := p.kind()
 	steps := p.steps()
 	if steps == nil {
-		return p.finish(ctx, "", fail(ReasonUnsupported, "operation %q is not supported; only %s, %s and %s are", p.op.Spec.Operation, v1.OperationRepave, v1.OperationReboot, v1.OperationDecommission))
+		return p.finish(ctx, "", fail(stargate.ReasonUnsupported, "operation %q is not supported; only %s, %s and %s are", p.op.Spec.Operation, v1.OperationRepave, v1.OperationReboot, v1.OperationDecommission))
 	}
 	first := p.op.Status.Phase == "" || p.op.Status.Phase == v1.OperationPending
 	if first {

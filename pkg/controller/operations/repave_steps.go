@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
 	"github.com/stargate-k8s/stargate/pkg/cilium"
 	"github.com/stargate-k8s/stargate/pkg/controller/datacenter"
+	"github.com/stargate-k8s/stargate/pkg/controller/sshcreds"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
 
@@ -47,7 +49,7 @@ func (p *repave) resolve(ctx context.Context) error {
 	if err := errs[0]; err != nil {
 		p.server = nil
 		if apierrors.IsNotFound(err) {
-			return fail(ReasonServerNotFound, "Server %s/%s (spec.serverRef) does not exist", ns, p.op.Spec.ServerRef.Name)
+			return fail(stargate.ReasonServerNotFound, "Server %s/%s (spec.serverRef) does not exist", ns, p.op.Spec.ServerRef.Name)
 		}
 		return err
 	}
@@ -62,7 +64,7 @@ func (p *repave) resolve(ctx context.Context) error {
 		if claim != "" {
 			holder = "Operation " + claim
 		}
-		return fail(ReasonNotClaimed, "Server %s/%s is claimed by %s (status.lastOperation), not by this Operation; an Operation runs only when POST servers/%s/repave claimed the Server for it (kubectl create --raw /apis/stargate.io/v1alpha1/namespaces/%s/servers/%s/repave -f request.json)",
+		return fail(stargate.ReasonNotClaimed, "Server %s/%s is claimed by %s (status.lastOperation), not by this Operation; an Operation runs only when POST servers/%s/repave claimed the Server for it (kubectl create --raw /apis/stargate.io/v1alpha1/namespaces/%s/servers/%s/repave -f request.json)",
 			ns, p.server.Name, holder, p.server.Name, ns, p.server.Name)
 	}
 	p.claimed = true
@@ -77,74 +79,99 @@ func (p *repave) resolve(ctx context.Context) error {
 	}
 	if err := errs[1]; err != nil {
 		if apierrors.IsNotFound(err) {
-			return fail(ReasonProfileNotFound, "ProvisioningProfile %s/%s (spec.provisioningProfileRef) does not exist", ns, p.op.Spec.ProvisioningProfileRef.Name)
+			return fail(stargate.ReasonProfileNotFound, "ProvisioningProfile %s/%s (spec.provisioningProfileRef) does not exist", ns, p.op.Spec.ProvisioningProfileRef.Name)
 		}
 		return err
 	}
-	ref := p.profile.Spec.SSHCredentialsSecretRef
-	if ref == nil || ref.Name == "" {
-		return fail(ReasonCredentialsNotFound, "ProvisioningProfile %s names no SSH credentials Secret (spec.sshCredentialsSecretRef)", p.profile.Name)
+	creds, err := sshcreds.Get(ctx, p.r.APIReader, p.profile)
+	if err != nil {
+		if e, ok := sshcreds.AsError(err); ok {
+			return fail(e.Reason, "%s", e.Message)
+		}
+		return err
 	}
-	var secret corev1.Secret
+	p.redact.AddPrivateKey(creds.PrivateKey)
+	p.creds = creds
 	var cm corev1.ConfigMap
 	sr := p.profile.Spec.BootstrapScriptRef
-	gets := []func() error{func() error {
-		return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &secret)
-	}}
 	if sr != nil {
-		gets = append(gets, func() error {
-			return p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: sr.Name}, &cm)
-		})
-	}
-	errs = p.getAll(gets...)
-	for i, err := range errs {
-		if apierrors.IsForbidden(err) {
-			what := fmt.Sprintf("SSH credentials Secret %s/%s", ns, ref.Name)
-			if i == 1 {
-				what = fmt.Sprintf("bootstrap script ConfigMap %s/%s", ns, sr.Name)
-			}
-			return fail(ReasonCredentialsForbidden, "stargate-controller may not read the %s (ProvisioningProfile %s): bind ClusterRole %s to ServiceAccount %s in namespace %s (artifacts/datacenter/rbac.yaml: kubectl create rolebinding stargate-controller -n %s --clusterrole=%s --serviceaccount=%s): %v",
-				what, p.profile.Name, DatacenterClusterRole, ControllerServiceAccount, ns, ns, DatacenterClusterRole, strings.Replace(ControllerServiceAccount, "/", ":", 1), err)
-		}
-	}
-	if err := errs[0]; err != nil {
-		if apierrors.IsNotFound(err) {
-			return fail(ReasonCredentialsNotFound, "SSH credentials Secret %s/%s (ProvisioningProfile %s spec.sshCredentialsSecretRef) does not exist", ns, ref.Name, p.profile.Name)
-		}
-		return err
-	}
-	if secret.Type != corev1.SecretTypeSSHAuth {
-		return fail(ReasonCredentialsInvalid, "Secret %s/%s has type %q, want %s", ns, ref.Name, secret.Type, corev1.SecretTypeSSHAuth)
-	}
-	key := secret.Data[SecretKeyPrivateKey]
-	p.redact.AddPrivateKey(key)
-	signer, err := sshexec.ParsePrivateKey(key)
-	if err != nil {
-		return fail(ReasonCredentialsInvalid, "Secret %s/%s key %s: %v", ns, ref.Name, SecretKeyPrivateKey, err)
-	}
-	p.signer = signer
-	p.known = secret.Data[SecretKeyKnownHosts]
-	if _, err := sshexec.KnownHosts(p.known); err != nil {
-		return fail(ReasonCredentialsInvalid, "Secret %s/%s key %s: %v", ns, ref.Name, SecretKeyKnownHosts, err)
-	}
-	if p.profile.Spec.AdminUsername == "" {
-		return fail(ReasonCredentialsInvalid, "ProvisioningProfile %s has no spec.adminUsername", p.profile.Name)
-	}
-	p.script = bootstrap.UbuntuScript
-	if sr != nil {
-		if err := errs[1]; err != nil {
-			if apierrors.IsNotFound(err) {
-				return fail(ReasonScriptNotFound, "ConfigMap %s/%s (ProvisioningProfile %s spec.bootstrapScriptRef) does not exist", ns, sr.Name, p.profile.Name)
+		if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: sr.Name}, &cm); err != nil {
+			switch {
+			case apierrors.IsNotFound(err):
+				return fail(stargate.ReasonScriptNotFound, "ConfigMap %s/%s (ProvisioningProfile %s spec.bootstrapScriptRef) does not exist", ns, sr.Name, p.profile.Name)
+			case apierrors.IsForbidden(err):
+				return fail(stargate.ReasonCredentialsForbidden, "stargate-controller may not read the bootstrap script ConfigMap %s/%s (ProvisioningProfile %s): %s: %v", ns, sr.Name, p.profile.Name, datacenter.BindHint(ns), err)
 			}
 			return err
 		}
+	}
+	if err := p.resolveTailscale(ctx); err != nil {
+		return err
+	}
+	p.script = bootstrap.UbuntuScript
+	if sr != nil {
 		s, ok := cm.Data[sr.Key]
 		if !ok {
-			return fail(ReasonScriptNotFound, "ConfigMap %s/%s has no key %q (ProvisioningProfile %s spec.bootstrapScriptRef)", ns, sr.Name, sr.Key, p.profile.Name)
+			return fail(stargate.ReasonScriptNotFound, "ConfigMap %s/%s has no key %q (ProvisioningProfile %s spec.bootstrapScriptRef)", ns, sr.Name, sr.Key, p.profile.Name)
 		}
 		p.script = []byte(s)
 	}
 	return p.checkNodeName(ctx)
+}
+
+// Keys of the Secret a profile's tailscaleAuthKeySecretRef names.
+const (
+	// TailscaleKeyAuthKey holds the auth key; TailscaleKeyAuthKeyEnv is
+	// read when it is missing (the name of Tailscale's own environment
+	// variable, which Secrets made for containerboot use).
+	TailscaleKeyAuthKey    = "authkey"
+	TailscaleKeyAuthKeyEnv = "TS_AUTHKEY"
+	// TailscaleKeyLoginServer optionally names the control server (e.g.
+	// a Headscale URL) when it is not Tailscale's: an auth key is valid
+	// only on the control server that issued it, so the two travel
+	// together.
+	TailscaleKeyLoginServer = "loginServer"
+)
+
+// resolveTailscale reads the auth key of the profile's
+// tailscaleAuthKeySecretRef, when it names one: the script then joins the
+// host to the tailnet with it.
+func (p *repave) resolveTailscale(ctx context.Context) error {
+	ref := p.profile.Spec.TailscaleAuthKeySecretRef
+	if ref == nil || ref.Name == "" {
+		return nil
+	}
+	ns := p.profile.Namespace
+	var sec corev1.Secret
+	if err := p.r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &sec); err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
+			return fail(stargate.ReasonCredentialsNotFound, "Tailscale auth key Secret %s/%s (ProvisioningProfile %s spec.tailscaleAuthKeySecretRef) does not exist", ns, ref.Name, p.profile.Name)
+		case apierrors.IsForbidden(err):
+			return fail(stargate.ReasonCredentialsForbidden, "stargate-controller may not read the Tailscale auth key Secret %s/%s (ProvisioningProfile %s): %s: %v", ns, ref.Name, p.profile.Name, datacenter.BindHint(ns), err)
+		}
+		return err
+	}
+	key := bytes.TrimSpace(sec.Data[TailscaleKeyAuthKey])
+	if len(key) == 0 {
+		key = bytes.TrimSpace(sec.Data[TailscaleKeyAuthKeyEnv])
+	}
+	if len(key) == 0 {
+		return fail(stargate.ReasonCredentialsInvalid, "Secret %s/%s (ProvisioningProfile %s spec.tailscaleAuthKeySecretRef) has no key %s (or %s)", ns, ref.Name, p.profile.Name, TailscaleKeyAuthKey, TailscaleKeyAuthKeyEnv)
+	}
+	if bytes.ContainsAny(key, "\r\n") {
+		return fail(stargate.ReasonCredentialsInvalid, "Secret %s/%s key %s holds more than one line; an auth key is one line", ns, ref.Name, TailscaleKeyAuthKey)
+	}
+	login := strings.TrimSpace(string(sec.Data[TailscaleKeyLoginServer]))
+	if login != "" {
+		u, err := url.Parse(login)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fail(stargate.ReasonCredentialsInvalid, "Secret %s/%s key %s is %q: want the control server's URL, e.g. https://headscale.example.com", ns, ref.Name, TailscaleKeyLoginServer, login)
+		}
+	}
+	p.redact.AddSecret(string(key))
+	p.tailscale = &bootstrap.TailscaleJoin{AuthKey: append(key, '\n'), LoginServer: login}
+	return nil
 }
 
 // checkNodeName refuses, before any token exists, a hostname that another
@@ -159,7 +186,7 @@ func (p *repave) checkNodeName(ctx context.Context) error {
 	}
 	for _, s := range servers.Items {
 		if s.Spec.Hostname == name && (s.Namespace != p.server.Namespace || s.Name != p.server.Name) {
-			return fail(ReasonNodeConflict, "spec.hostname %s is also the hostname of Server %s/%s; a node name belongs to one Server: rename one of them", name, s.Namespace, s.Name)
+			return fail(stargate.ReasonNodeNameConflict, "spec.hostname %s is also the hostname of Server %s/%s; a node name belongs to one Server: rename one of them", name, s.Namespace, s.Name)
 		}
 	}
 	_, err := p.ownNode(ctx)
@@ -180,7 +207,7 @@ func (p *repave) ownNode(ctx context.Context) (*corev1.Node, error) {
 		return nil, fmt.Errorf("get Node %s: %w", p.nodeName(), err)
 	}
 	if !cilium.Owned(node.Labels, stargate.OwnerLabels(p.server.Name, p.server.Namespace)) {
-		return nil, fail(ReasonNodeConflict, "Node %s exists but is not labelled %s=%s, %s=%s: another machine uses this name; rename spec.hostname or delete that Node",
+		return nil, fail(stargate.ReasonNodeNameConflict, "Node %s exists but is not labelled %s=%s, %s=%s: another machine uses this name; rename spec.hostname or delete that Node",
 			node.Name, stargate.LabelServer, p.server.Name, stargate.LabelDatacenter, p.server.Namespace)
 	}
 	return &node, nil
@@ -192,13 +219,13 @@ func (p *repave) sshConfig() (sshexec.Config, error) {
 	if port == 0 {
 		port = 22
 	}
-	target, err := sshexec.HostKeyCallback(spec.HostKey, p.known)
+	target, err := sshexec.HostKeyCallback(spec.HostKey, p.creds.KnownHosts)
 	if err != nil {
-		return sshexec.Config{}, fail(ReasonCredentialsInvalid, "host key of server %s: %v", p.server.Name, err)
+		return sshexec.Config{}, fail(stargate.ReasonCredentialsInvalid, "host key of server %s: %v", p.server.Name, err)
 	}
 	cfg := sshexec.Config{
-		User:             p.profile.Spec.AdminUsername,
-		Signer:           p.signer,
+		User:             p.creds.User,
+		Signer:           p.creds.Signer,
 		Target:           sshexec.Endpoint{Addr: net.JoinHostPort(spec.IPAddress, strconv.Itoa(port)), HostKey: target},
 		Dial:             p.r.Dial,
 		HandshakeTimeout: p.r.Opts.SSHHandshakeTimeout,
@@ -209,13 +236,13 @@ func (p *repave) sshConfig() (sshexec.Config, error) {
 		},
 	}
 	if spec.RouterIP != "" {
-		jump, err := sshexec.KnownHosts(p.known)
+		jump, err := sshexec.KnownHosts(p.creds.KnownHosts)
 		if err != nil {
 			return cfg, err
 		}
 		// Repaves share a router connection only when they verify the
 		// router against the same known_hosts data.
-		sum := sha256.Sum256(p.known)
+		sum := sha256.Sum256(p.creds.KnownHosts)
 		cfg.Jump = &sshexec.Endpoint{Addr: net.JoinHostPort(spec.RouterIP, strconv.Itoa(p.r.Opts.RouterSSHPort)), HostKey: jump, HostKeyID: "known_hosts:" + hex.EncodeToString(sum[:])}
 		cfg.JumpPool = p.r.Jumps
 	}
@@ -239,17 +266,17 @@ func (p *repave) dial(ctx context.Context) (*sshexec.Client, error) {
 		case ctx.Err() != nil:
 			return nil, err
 		case errors.As(err, &mm):
-			return nil, &failure{reason: ReasonHostKeyMismatch, err: fmt.Errorf("%w; no command was run. If the server was reinstalled, update spec.hostKey or the known_hosts entry", err)}
+			return nil, &failure{reason: stargate.ReasonHostKeyMismatch, err: fmt.Errorf("%w; no command was run. If the server was reinstalled, update spec.hostKey or the known_hosts entry", err)}
 		case errors.As(err, &uk):
-			return nil, &failure{reason: ReasonHostKeyUnknown, err: err}
+			return nil, &failure{reason: stargate.ReasonHostKeyUnknown, err: err}
 		case sshexec.IsPermanent(err):
-			return nil, &failure{reason: ReasonAuthenticationFailed, err: fmt.Errorf("%s refused the SSH key of Secret %s as user %s: %w", cfg.Target.Addr, p.profile.Spec.SSHCredentialsSecretRef.Name, cfg.User, err)}
+			return nil, &failure{reason: stargate.ReasonAuthenticationFailed, err: fmt.Errorf("%s refused the SSH key of Secret %s as user %s: %w", cfg.Target.Addr, p.profile.Spec.SSHCredentialsSecretRef.Name, cfg.User, err)}
 		default:
 			via := ""
 			if cfg.Jump != nil {
 				via = " through router " + cfg.Jump.Addr
 			}
-			return nil, &failure{reason: ReasonUnreachable, err: fmt.Errorf("cannot reach %s%s: %w", cfg.Target.Addr, via, err)}
+			return nil, &failure{reason: stargate.ReasonUnreachable, err: fmt.Errorf("cannot reach %s%s: %w", cfg.Target.Addr, via, err)}
 		}
 	}
 	p.ssh = c
@@ -267,7 +294,7 @@ func (p *repave) connect(ctx context.Context) (string, error) {
 	// Through a jump host the client's RemoteAddr is the channel's
 	// (0.0.0.0:0), so name the server's own address.
 	addr := net.JoinHostPort(p.server.Spec.IPAddress, strconv.Itoa(int(p.server.Spec.SSHPort)))
-	return fmt.Sprintf("connected to %s%s as %s; host key verified (%s)", addr, via, p.profile.Spec.AdminUsername, hostKeyKind(p.server.Spec.HostKey)), nil
+	return fmt.Sprintf("connected to %s%s as %s; host key verified (%s)", addr, via, p.creds.User, hostKeyKind(p.server.Spec.HostKey)), nil
 }
 
 func hostKeyKind(pinned string) string {
@@ -391,11 +418,11 @@ func (p *repave) payload(ctx context.Context) ([]byte, error) {
 			}
 		}
 		if s == nil {
-			return nil, fail(ReasonInternal, "the bootstrap token of this Operation is gone (deleted or expired) before the script started; repave again")
+			return nil, fail(stargate.ReasonInternal, "the bootstrap token of this Operation is gone (deleted or expired) before the script started; repave again")
 		}
 		var err error
 		if t, err = bootstrap.TokenFromSecret(s); err != nil {
-			return nil, fail(ReasonInternal, "%v", err)
+			return nil, fail(stargate.ReasonInternal, "%v", err)
 		}
 	}
 	p.redact.AddToken(t)
@@ -421,6 +448,7 @@ func (p *repave) payload(ctx context.Context) ([]byte, error) {
 		ClusterDNS:        p.r.Opts.ClusterDNS,
 		Labels:            p.profile.Spec.NodeLabels,
 		Taints:            taints,
+		Tailscale:         p.tailscale,
 	}
 	nc.OmitAzureLabel = p.r.Opts.ControlPlaneMode != ModeAKS
 	return bootstrap.Payload(p.script, nc, kc, cl.CAData)
@@ -521,7 +549,7 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 			if err := p.stopScript(ctx, "after --bootstrap-script-timeout "+p.r.Opts.ScriptTimeout.String()); err != nil {
 				stopped = "stopping it on the host failed (the next repave of this server stops it before it starts): " + err.Error()
 			}
-			return "", fail(ReasonScriptFailed, "the bootstrap script did not finish within %s (--bootstrap-script-timeout); %s; see status.outputTail", p.r.Opts.ScriptTimeout, stopped)
+			return "", fail(stargate.ReasonScriptFailed, "the bootstrap script did not finish within %s (--bootstrap-script-timeout); %s; see status.outputTail", p.r.Opts.ScriptTimeout, stopped)
 		}
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -534,11 +562,11 @@ func (p *repave) runScript(ctx context.Context) (string, error) {
 	}
 	code, d, err := bootstrap.ParseResult(result)
 	if err != nil {
-		return "", fail(ReasonInternal, "%v", err)
+		return "", fail(stargate.ReasonInternal, "%v", err)
 	}
 	p.scriptTime = d
 	if code != 0 {
-		return "", fail(ReasonScriptFailed, "the bootstrap script exited with status %d after %s; see status.outputTail", code, d.Round(time.Millisecond))
+		return "", fail(stargate.ReasonScriptFailed, "the bootstrap script exited with status %d after %s; see status.outputTail", code, d.Round(time.Millisecond))
 	}
 	msg := fmt.Sprintf("the bootstrap script succeeded in %s", d.Round(time.Millisecond))
 	if len(p.stoppedOthers) > 0 {
@@ -565,7 +593,7 @@ func (p *repave) stoppedScript(rest string) {
 	}
 	p.stoppedOthers = append(p.stoppedOthers, uid)
 	p.log.Info("stopped the unfinished bootstrap script of another Operation on the host before this one's started", "operationUID", uid)
-	p.r.Recorder.Eventf(p.op, p.server, corev1.EventTypeNormal, ReasonScriptStopped, "Repave",
+	p.r.Recorder.Eventf(p.op, p.server, corev1.EventTypeNormal, stargate.ReasonScriptStopped, "Repave",
 		"Stopped the unfinished bootstrap script of Operation UID %s on server %s before this one's started", uid, p.server.Name)
 }
 
@@ -618,7 +646,7 @@ func (p *repave) waitForNode(ctx context.Context) (string, error) {
 			return "", ctx.Err()
 		case <-deadline.C:
 			done()
-			return "", fail(ReasonNodeNotReady, "Node %s %s within %s (--node-ready-timeout); check kubelet on the server (journalctl -u kubelet)", name, lastState, p.r.Opts.NodeReadyTimeout)
+			return "", fail(stargate.ReasonNodeNotReady, "Node %s %s within %s (--node-ready-timeout); check kubelet on the server (journalctl -u kubelet)", name, lastState, p.r.Opts.NodeReadyTimeout)
 		case <-changed:
 		case <-poll.C:
 		}
@@ -637,7 +665,7 @@ func (p *repave) nodeState(ctx context.Context, name string) (ready, lastState s
 	case err != nil:
 		return "", "", err
 	case node.Labels[stargate.LabelServer] != p.server.Name:
-		return "", "", fail(ReasonNodeConflict, "Node %s registered without label %s=%s: another machine took the name", name, stargate.LabelServer, p.server.Name)
+		return "", "", fail(stargate.ReasonNodeNameConflict, "Node %s registered without label %s=%s: another machine took the name", name, stargate.LabelServer, p.server.Name)
 	}
 	c := nodeReady(&node)
 	if c != nil && c.Status == corev1.ConditionTrue {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
@@ -304,7 +305,7 @@ func TestRepaveOfServerOutsideItsDatacenterFailsBeforeAnyToken(t *testing.T) {
 			if err := kube.Delete(ctx, &v1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-one"}}); err != nil {
 				t.Fatal(err)
 			}
-		}, ReasonNoDatacenter, "spec.namespace is " + ns},
+		}, stargate.ReasonNoDatacenter, "spec.namespace is " + ns},
 		{"the Server is outside the worker subnet", func(ctx context.Context, t *testing.T, kube client.Client) {
 			var dc v1.Datacenter
 			if err := kube.Get(ctx, client.ObjectKey{Name: "dc-one"}, &dc); err != nil {
@@ -314,7 +315,7 @@ func TestRepaveOfServerOutsideItsDatacenterFailsBeforeAnyToken(t *testing.T) {
 			if err := kube.Update(ctx, &dc); err != nil {
 				t.Fatal(err)
 			}
-		}, ReasonNotInDatacenterNetwork, "spec.ipAddress"},
+		}, stargate.ReasonNotInDatacenterNetwork, "spec.ipAddress"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _, kube := testWorld(t)

@@ -78,10 +78,10 @@ func (d *serverDecommissioner) Reconcile(ctx context.Context, req reconcile.Requ
 			return reconcile.Result{}, nerr
 		}
 		left += "; " + node
-		d.r.Recorder.Eventf(&s, nil, corev1.EventTypeWarning, ReasonHostNotReset, "Decommission", "Deleted Server %s: %s", s.Name, left)
+		d.r.Recorder.Eventf(&s, nil, corev1.EventTypeWarning, stargate.ReasonHostNotReset, "Decommission", "Deleted Server %s: %s", s.Name, left)
 		log.Info("deleted Server not decommissioned", "left", left)
 	} else {
-		d.r.Recorder.Eventf(&s, nil, corev1.EventTypeNormal, ReasonDecommissioned, "Decommission", "Deleted Server %s: %s", s.Name, msg)
+		d.r.Recorder.Eventf(&s, nil, corev1.EventTypeNormal, stargate.ReasonDecommissioned, "Decommission", "Deleted Server %s: %s", s.Name, msg)
 		log.Info("decommissioned the deleted Server", "result", msg)
 	}
 	patch := client.MergeFromWithOptions(s.DeepCopy(), client.MergeFromWithOptimisticLock{})

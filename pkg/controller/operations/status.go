@@ -18,7 +18,6 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/bootstrap"
-	"github.com/stargate-k8s/stargate/pkg/controller/serverstatus"
 )
 
 // stepName. It deletes the bootstrap token and updates the Server.
@@ -34,9 +33,9 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 		if p.kind() == v1.OperationDecommission {
 			p.op.Status.Message = fmt.Sprintf("server %s decommissioned: %s; Node %s deleted", p.server.Name, p.findStep(StepReset).Message, p.nodeName())
 		}
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, ReasonSucceeded, p.op.Status.Message
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, stargate.ReasonSucceeded, p.op.Status.Message
 	} else {
-		reason := ReasonInternal
+		reason := stargate.ReasonInternal
 		var f *failure
 		if errors.As(err, &f) {
 			reason = f.reason
@@ -85,7 +84,7 @@ func (p *repave) finish(ctx context.Context, stepName string, err error) error {
 	if err == nil {
 		p.r.Recorder.Eventf(p.op, nil, corev1.EventTypeNormal, "Succeeded", action, "%s", cond.Message)
 		if p.server != nil && p.claimed {
-			done := map[v1.OperationType]string{v1.OperationReboot: "Rebooted", v1.OperationDecommission: ReasonDecommissioned}[p.kind()]
+			done := map[v1.OperationType]string{v1.OperationReboot: "Rebooted", v1.OperationDecommission: stargate.ReasonDecommissioned}[p.kind()]
 			if done == "" {
 				done = "Repaved"
 			}
@@ -174,8 +173,8 @@ func (p *repave) setServerProvisioning(ctx context.Context) error {
 		}
 		s.Status.Phase = v1.ServerProvisioning
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
-			Reason: ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
-		serverstatus.SetReadySummary(s)
+			Reason: stargate.ReasonProvisioning, Message: "Operation " + p.opName + " is repaving the server", ObservedGeneration: s.Generation})
+		v1.SetReadySummary(s)
 		return true
 	})
 	return err
@@ -200,31 +199,31 @@ func (p *repave) setServerResult(ctx context.Context, opCond metav1.Condition) e
 			s.Status.Phase = v1.ServerPending
 			s.Status.NodeName = ""
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
-				Reason: ReasonDecommissioned, Message: "decommissioned by Operation " + p.opName + ": its Node was deleted; repave it to use it again", ObservedGeneration: s.Generation})
+				Reason: stargate.ReasonDecommissioned, Message: "decommissioned by Operation " + p.opName + ": its Node was deleted; repave it to use it again", ObservedGeneration: s.Generation})
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionNodeReady, Status: metav1.ConditionFalse,
-				Reason: ReasonDecommissioned, Message: "the server has no Node", ObservedGeneration: s.Generation})
-			serverstatus.SetReadySummary(s)
+				Reason: stargate.ReasonDecommissioned, Message: "the server has no Node", ObservedGeneration: s.Generation})
+			v1.SetReadySummary(s)
 			return true
 		}
 		if opCond.Status == metav1.ConditionTrue {
 			s.Status.Phase = v1.ServerReady
 			s.Status.NodeName = p.nodeName()
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionTrue,
-				Reason: ReasonSucceeded, Message: "repaved by Operation " + p.opName, ObservedGeneration: s.Generation})
+				Reason: stargate.ReasonSucceeded, Message: "repaved by Operation " + p.opName, ObservedGeneration: s.Generation})
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionNodeReady, Status: metav1.ConditionTrue,
-				Reason: ReasonNodeReady, Message: "Node " + p.nodeName() + " is Ready", ObservedGeneration: s.Generation})
-		} else if opCond.Reason == ReasonDrainBlocked && s.Status.NodeName != "" {
+				Reason: stargate.ReasonNodeReady, Message: "Node " + p.nodeName() + " is Ready", ObservedGeneration: s.Generation})
+		} else if opCond.Reason == stargate.ReasonDrainBlocked && s.Status.NodeName != "" {
 			// The drain failed before anything changed on the host: the
 			// Server is as it was, its Node uncordoned again.
 			s.Status.Phase = v1.ServerReady
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionTrue,
-				Reason: ReasonDrainBlocked, Message: "Operation " + p.opName + " did not repave the server: " + opCond.Message, ObservedGeneration: s.Generation})
+				Reason: stargate.ReasonDrainBlocked, Message: "Operation " + p.opName + " did not repave the server: " + opCond.Message, ObservedGeneration: s.Generation})
 		} else {
 			s.Status.Phase = v1.ServerFailed
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stargate.ConditionProvisioned, Status: metav1.ConditionFalse,
 				Reason: opCond.Reason, Message: "Operation " + p.opName + ": " + opCond.Message, ObservedGeneration: s.Generation})
 		}
-		serverstatus.SetReadySummary(s)
+		v1.SetReadySummary(s)
 		return true
 	})
 	return err
@@ -263,10 +262,10 @@ func (p *repave) abandon(ctx context.Context) error {
 	if p.server != nil && p.claimed {
 		msg := fmt.Sprintf("Operation %s was deleted while it ran; %s", p.opName, what)
 		if err := p.setServerResult(ctx, metav1.Condition{Type: stargate.ConditionSucceeded, Status: metav1.ConditionFalse,
-			Reason: ReasonOperationDeleted, Message: msg}); err != nil {
+			Reason: stargate.ReasonOperationDeleted, Message: msg}); err != nil {
 			errs = append(errs, fmt.Errorf("update Server status: %w", err))
 		}
-		p.r.Recorder.Eventf(p.server, nil, corev1.EventTypeWarning, ReasonOperationDeleted, "Repave", "%s", msg)
+		p.r.Recorder.Eventf(p.server, nil, corev1.EventTypeWarning, stargate.ReasonOperationDeleted, "Repave", "%s", msg)
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Nothing requeues a deleted Operation: say what was left.

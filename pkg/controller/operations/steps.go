@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/go-logr/logr"
+
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 )
 

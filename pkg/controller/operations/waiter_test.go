@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 )
 
@@ -99,8 +100,8 @@ func TestOperationNotNamedByClaimFailsWithoutTouchingServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			op := getOp(t, kube)
-			if op.Status.Phase != v1.OperationFailed || len(op.Status.Conditions) != 1 || op.Status.Conditions[0].Reason != ReasonNotClaimed {
-				t.Fatalf("phase %s, conditions %+v: want Failed with reason %s", op.Status.Phase, op.Status.Conditions, ReasonNotClaimed)
+			if op.Status.Phase != v1.OperationFailed || len(op.Status.Conditions) != 1 || op.Status.Conditions[0].Reason != stargate.ReasonNotClaimed {
+				t.Fatalf("phase %s, conditions %+v: want Failed with reason %s", op.Status.Phase, op.Status.Conditions, stargate.ReasonNotClaimed)
 			}
 			if !strings.Contains(op.Status.Message, "status.lastOperation") || !strings.Contains(op.Status.Message, "servers/s1/repave") {
 				t.Errorf("message %q does not say what claims the Server and how to repave", op.Status.Message)

@@ -44,18 +44,6 @@ import (
 // than a label value) the ServerRollout that started it.
 const LabelRolloutUID = "stargate.io/rollout-uid"
 
-// Reasons of the rollout's conditions.
-const (
-	ReasonStarted            = "Started"
-	ReasonPaused             = "Paused"
-	ReasonWaitingForCapacity = "WaitingForCapacity"
-	ReasonAllSucceeded       = "AllSucceeded"
-	ReasonNoServers          = "NoServers"
-	ReasonTooManyServers     = "TooManyServers"
-	ReasonTooManyFailures    = "TooManyFailures"
-	ReasonFinished           = "Finished"
-)
-
 // Controller is the rollout reconciler group.
 type Controller struct {
 	// Resync is how often an active rollout is looked at again without an
@@ -218,11 +206,11 @@ func (r *Reconciler) start(ctx context.Context, ro *v1.ServerRollout) (done bool
 	ro.Status.Total = int32(len(names))
 	switch {
 	case len(names) == 0:
-		r.finish(ro, stargate.ConditionRolloutComplete, ReasonNoServers,
+		r.finish(ro, stargate.ConditionRolloutComplete, stargate.ReasonNoServers,
 			fmt.Sprintf("no Server in namespace %s matches selector %s; nothing to do", ro.Namespace, selectorString(sel)))
 		return true, nil
 	case len(names) > validation.MaxRolloutServers:
-		r.finish(ro, stargate.ConditionRolloutFailed, ReasonTooManyServers,
+		r.finish(ro, stargate.ConditionRolloutFailed, stargate.ReasonTooManyServers,
 			fmt.Sprintf("selector %s matches %d Servers, more than the %d one rollout may take; split it with narrower selectors",
 				selectorString(sel), len(names), validation.MaxRolloutServers))
 		return true, nil
@@ -231,9 +219,9 @@ func (r *Reconciler) start(ctx context.Context, ro *v1.ServerRollout) (done bool
 		ro.Status.Servers = append(ro.Status.Servers, v1.ServerRolloutServer{Name: n, State: v1.RolloutServerWaiting})
 	}
 	meta.SetStatusCondition(&ro.Status.Conditions, metav1.Condition{Type: stargate.ConditionRolloutProgressing,
-		Status: metav1.ConditionTrue, Reason: ReasonStarted, ObservedGeneration: ro.Generation,
+		Status: metav1.ConditionTrue, Reason: stargate.ReasonRolloutStarted, ObservedGeneration: ro.Generation,
 		Message: fmt.Sprintf("%s of %d Servers (selector %s), at most %s unavailable", ro.Spec.Operation, len(names), selectorString(sel), ro.Spec.MaxUnavailable)})
-	r.event(ro, corev1.EventTypeNormal, ReasonStarted, "%s of %d Servers started: %s", ro.Spec.Operation, len(names), strings.Join(names, ", "))
+	r.event(ro, corev1.EventTypeNormal, stargate.ReasonRolloutStarted, "%s of %d Servers started: %s", ro.Spec.Operation, len(names), strings.Join(names, ", "))
 	return false, nil
 }
 
@@ -475,11 +463,11 @@ func (r *Reconciler) summarize(ro *v1.ServerRollout, p picture) {
 			msg := fmt.Sprintf("stopped: %d Operations failed, more than maxFailures %d (%s); %d succeeded, %d still running, %d not started",
 				st.Failed, maxFailures(ro), failedList(ro), st.Succeeded, st.Running, waiting)
 			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: stargate.ConditionRolloutFailed,
-				Status: metav1.ConditionTrue, Reason: ReasonTooManyFailures, ObservedGeneration: ro.Generation, Message: msg})
-			r.event(ro, corev1.EventTypeWarning, ReasonTooManyFailures, "%s", msg)
+				Status: metav1.ConditionTrue, Reason: stargate.ReasonTooManyFailures, ObservedGeneration: ro.Generation, Message: msg})
+			r.event(ro, corev1.EventTypeWarning, stargate.ReasonTooManyFailures, "%s", msg)
 		}
 		if st.Running == 0 {
-			r.finish(ro, stargate.ConditionRolloutFailed, ReasonTooManyFailures, "")
+			r.finish(ro, stargate.ConditionRolloutFailed, stargate.ReasonTooManyFailures, "")
 		}
 		return
 	}
@@ -488,18 +476,18 @@ func (r *Reconciler) summarize(ro *v1.ServerRollout, p picture) {
 		if st.Failed > 0 {
 			msg += fmt.Sprintf("; %d failed, within maxFailures %d (%s)", st.Failed, maxFailures(ro), failedList(ro))
 		}
-		r.finish(ro, stargate.ConditionRolloutComplete, ReasonAllSucceeded, msg)
+		r.finish(ro, stargate.ConditionRolloutComplete, stargate.ReasonAllSucceeded, msg)
 		return
 	}
 	cond := metav1.Condition{Type: stargate.ConditionRolloutProgressing, Status: metav1.ConditionTrue, ObservedGeneration: ro.Generation,
-		Reason:  ReasonStarted,
+		Reason:  stargate.ReasonRolloutStarted,
 		Message: fmt.Sprintf("%d of %d succeeded, %d running, %d waiting; %d unavailable of at most %d", st.Succeeded, st.Total, st.Running, waiting, st.Unavailable, maxUnavailable(ro))}
 	switch {
 	case ro.Spec.Paused:
-		cond.Reason = ReasonPaused
+		cond.Reason = stargate.ReasonRolloutPaused
 		cond.Message = "paused: no new Operation starts; " + cond.Message
 	case waiting > 0 && int(st.Unavailable) >= maxUnavailable(ro):
-		cond.Reason = ReasonWaitingForCapacity
+		cond.Reason = stargate.ReasonWaitingForCapacity
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 }
@@ -527,7 +515,7 @@ func (r *Reconciler) finish(ro *v1.ServerRollout, t, reason, message string) {
 			Reason: reason, ObservedGeneration: ro.Generation, Message: message})
 	}
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: stargate.ConditionRolloutProgressing, Status: metav1.ConditionFalse,
-		Reason: ReasonFinished, ObservedGeneration: ro.Generation, Message: "the rollout has finished; see the " + t + " condition"})
+		Reason: stargate.ReasonRolloutFinished, ObservedGeneration: ro.Generation, Message: "the rollout has finished; see the " + t + " condition"})
 	now := r.now()
 	st.CompletionTime = &now
 	eventType := corev1.EventTypeNormal

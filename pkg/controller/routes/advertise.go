@@ -9,18 +9,14 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/controller/sshcreds"
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 )
-
-// secretKeyKnownHosts is the key of the profile's SSH Secret holding
-// known_hosts, as for repave.
-const secretKeyKnownHosts = "known_hosts"
 
 // SSHAdvertiser makes a DC router advertise routes by running
 // `tailscale set --advertise-routes=...` on it over SSH. It logs in as a
@@ -82,6 +78,7 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 		return sshexec.Config{}, fmt.Errorf("no Datacenter declares router %s (spec.router.ip): no SSH credentials may be used for it", routerIP)
 	}
 	var srv *v1alpha1.Server
+	var profName string
 	var names []string
 	for _, dc := range declaring {
 		names = append(names, dc.Name)
@@ -92,8 +89,15 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 		sort.Slice(servers.Items, func(i, j int) bool { return servers.Items[i].Name < servers.Items[j].Name })
 		for i := range servers.Items {
 			s := &servers.Items[i]
-			if s.Namespace == dc.Spec.Namespace && s.Spec.RouterIP == routerIP && s.Spec.ProvisioningProfileRef != nil {
-				srv = s
+			if s.Namespace != dc.Spec.Namespace || s.Spec.RouterIP != routerIP {
+				continue
+			}
+			name, err := a.profileOf(ctx, s)
+			if err != nil {
+				return sshexec.Config{}, err
+			}
+			if name != "" {
+				srv, profName = s, name
 				break
 			}
 		}
@@ -102,44 +106,57 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 		}
 	}
 	if srv == nil {
-		return sshexec.Config{}, fmt.Errorf("router %s is declared by Datacenter %s, but no Server of its namespace with a provisioning profile names it: no SSH credentials for it",
+		return sshexec.Config{}, fmt.Errorf("router %s is declared by Datacenter %s, but no Server of its namespace that names it has a provisioning profile (spec.provisioningProfileRef, or that of its last Operation): no SSH credentials for it",
 			routerIP, strings.Join(names, ", "))
 	}
 	var prof v1alpha1.ProvisioningProfile
-	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: srv.Namespace, Name: srv.Spec.ProvisioningProfileRef.Name}, &prof); err != nil {
-		return sshexec.Config{}, fmt.Errorf("ProvisioningProfile %s/%s of Server %s: %w", srv.Namespace, srv.Spec.ProvisioningProfileRef.Name, srv.Name, err)
+	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: srv.Namespace, Name: profName}, &prof); err != nil {
+		return sshexec.Config{}, fmt.Errorf("ProvisioningProfile %s/%s of Server %s: %w", srv.Namespace, profName, srv.Name, err)
 	}
-	if prof.Spec.SSHCredentialsSecretRef == nil {
-		return sshexec.Config{}, fmt.Errorf("ProvisioningProfile %s/%s names no SSH credentials Secret", prof.Namespace, prof.Name)
-	}
-	var sec corev1.Secret
-	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: srv.Namespace, Name: prof.Spec.SSHCredentialsSecretRef.Name}, &sec); err != nil {
-		if apierrors.IsForbidden(err) {
-			// The admin did not onboard the namespace for the controller.
-			return sshexec.Config{}, fmt.Errorf("SSH credentials Secret %s/%s: %w; bind ClusterRole stargate-controller-datacenter to ServiceAccount stargate-system/stargate-controller in namespace %s (artifacts/datacenter/rbac.yaml)",
-				srv.Namespace, prof.Spec.SSHCredentialsSecretRef.Name, err, srv.Namespace)
-		}
-		return sshexec.Config{}, fmt.Errorf("SSH credentials Secret %s/%s: %w", srv.Namespace, prof.Spec.SSHCredentialsSecretRef.Name, err)
-	}
-	signer, err := sshexec.ParsePrivateKey(sec.Data[corev1.SSHAuthPrivateKey])
+	creds, err := sshcreds.Get(ctx, a.Client, &prof)
 	if err != nil {
-		return sshexec.Config{}, fmt.Errorf("Secret %s/%s: %w", sec.Namespace, sec.Name, err)
+		return sshexec.Config{}, err
 	}
-	hostKey, err := sshexec.KnownHosts(sec.Data[secretKeyKnownHosts])
+	hostKey, err := sshexec.KnownHosts(creds.KnownHosts)
 	if err != nil {
-		return sshexec.Config{}, fmt.Errorf("Secret %s/%s %s: %w", sec.Namespace, sec.Name, secretKeyKnownHosts, err)
+		return sshexec.Config{}, fmt.Errorf("Secret %s %s: %w", creds.Secret, sshcreds.KeyKnownHosts, err)
 	}
 	port := a.Port
 	if port == 0 {
 		port = 22
 	}
 	return sshexec.Config{
-		User:     prof.Spec.AdminUsername,
-		Signer:   signer,
+		User:     creds.User,
+		Signer:   creds.Signer,
 		Target:   sshexec.Endpoint{Addr: net.JoinHostPort(routerIP, strconv.Itoa(port)), HostKey: hostKey},
 		Dial:     a.Dial,
 		Attempts: 2,
 	}, nil
+}
+
+// profileOf names the ProvisioningProfile of Server s: its
+// spec.provisioningProfileRef or, for a Server in the original Stargate's
+// shape that names none, the profile of its last Operation (the one that
+// repaved it through this router). "" when it has neither.
+func (a *SSHAdvertiser) profileOf(ctx context.Context, s *v1alpha1.Server) (string, error) {
+	if s.Spec.ProvisioningProfileRef != nil && s.Spec.ProvisioningProfileRef.Name != "" {
+		return s.Spec.ProvisioningProfileRef.Name, nil
+	}
+	if s.Status.LastOperation == "" {
+		return "", nil
+	}
+	var op v1alpha1.Operation
+	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: s.Status.LastOperation}, &op); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("Operation %s/%s of Server %s: %w", s.Namespace, s.Status.LastOperation, s.Name, err)
+	}
+	// Only an Operation of this very Server lends its profile.
+	if op.Spec.ServerRef.Name != s.Name || op.Spec.ProvisioningProfileRef.Name == "" {
+		return "", nil
+	}
+	return op.Spec.ProvisioningProfileRef.Name, nil
 }
 
 // declaringRouter returns the Datacenters whose spec.router.ip is ip: live

@@ -643,6 +643,8 @@ func (r *Reconciler) writeStatusOnce(ctx context.Context, s *v1alpha1.Server, re
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "LayersNotReady", strings.Join(notReady, "; ")
 	}
 	meta.SetStatusCondition(&next.Status.Conditions, ready)
+	// Ready reads RoutesReady: recomputed in this same write.
+	v1alpha1.SetReadySummary(next)
 
 	if sameStatus(s, next) && !r.refreshDue(s) {
 		return false, nil

@@ -1,4 +1,4 @@
-package serverstatus
+package v1alpha1
 
 import (
 	"testing"
@@ -7,7 +7,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
-	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 )
 
 func TestReadySummaryPutsDatacenterMembershipFirst(t *testing.T) {
@@ -32,7 +31,7 @@ func TestReadySummaryPutsDatacenterMembershipFirst(t *testing.T) {
 		{"in its datacenter, never provisioned", []metav1.Condition{cond(stargate.ConditionInDatacenter, true, stargate.ReasonInDatacenterNetwork)}, metav1.ConditionFalse, "ProvisionedUnknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &v1.Server{Status: v1.ServerStatus{Conditions: append([]metav1.Condition(nil), tc.conditions...)}}
+			s := &Server{Status: ServerStatus{Conditions: append([]metav1.Condition(nil), tc.conditions...)}}
 			SetReadySummary(s)
 			r := meta.FindStatusCondition(s.Status.Conditions, stargate.ConditionReady)
 			if r == nil || r.Status != tc.status || r.Reason != tc.reason {
