@@ -177,6 +177,9 @@ func StartControlPlane(opts ControlPlaneOptions) (_ *ControlPlane, err error) {
 	// Node authorizes kubelets (system:nodes) as in a real cluster; RBAC
 	// grants the group nothing by default.
 	args.Set("authorization-mode", "Node,RBAC")
+	// Kubelets are dialed at their InternalIP: their host names resolve
+	// nowhere, and looking them up would ask the machine's DNS server.
+	args.Set("kubelet-preferred-address-types", "InternalIP")
 	args.Set("kubelet-client-certificate", kubeletClientCert)
 	args.Set("kubelet-client-key", kubeletClientKey)
 	if opts.ServiceClusterIPRange != "" {

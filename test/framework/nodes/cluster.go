@@ -340,7 +340,7 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 }
 
 func (n *Node) importImage(ctx context.Context, ctr, archive string) error {
-	cmd := exec.CommandContext(ctx, ctr, "--address", n.paths.socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", archive)
+	cmd := exec.CommandContext(ctx, ctr, "--address", n.paths.socket, "-n", "k8s.io", "images", "import", archive)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("ctr images import %s into %s: %w: %s", archive, n.Name, err, strings.TrimSpace(string(out)))
 	}

@@ -40,6 +40,9 @@ const (
 	// cniCacheDir is where libcni (in containerd) caches results, named
 	// after the network: srn-NAME-...
 	cniCacheDir = "/var/lib/cni/results"
+	// containerLogLinks is where every kubelet links its containers' logs
+	// (fixed in the kubelet); the links of these nodes point into BaseDir.
+	containerLogLinks = "/var/log/containers"
 )
 
 // Host is the part of the host a run of real nodes owns: the lock, the
@@ -182,6 +185,9 @@ func Leftovers() []string {
 	for _, f := range prefixed(cniCacheDir) {
 		left = append(left, "file "+filepath.Join(cniCacheDir, f))
 	}
+	for _, l := range logLinks() {
+		left = append(left, "log link "+l)
+	}
 	return left
 }
 
@@ -219,6 +225,11 @@ func Sweep() error {
 	}
 	for _, f := range prefixed(cniCacheDir) {
 		if err := os.Remove(filepath.Join(cniCacheDir, f)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, l := range logLinks() {
+		if err := os.Remove(l); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -392,6 +403,19 @@ func hostLinks() []string {
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), Prefix) {
 			links = append(links, e.Name())
+		}
+	}
+	return links
+}
+
+// logLinks are the links in /var/log/containers into BaseDir.
+func logLinks() []string {
+	entries, _ := os.ReadDir(containerLogLinks)
+	var links []string
+	for _, e := range entries {
+		path := filepath.Join(containerLogLinks, e.Name())
+		if target, err := os.Readlink(path); err == nil && strings.HasPrefix(target, BaseDir+"/") {
+			links = append(links, path)
 		}
 	}
 	return links

@@ -34,7 +34,7 @@ func (n *Node) start(name string, env []string, bin string, args ...string) (*pr
 		return nil, err
 	}
 	procs := filepath.Join(cgroupMount, "pids", cgroupName(n.Name)+".daemons", "cgroup.procs")
-	script := `echo $$ > "$1" && shift && exec nsenter --net="$1" -- "$@"`
+	script := `echo $$ > "$1" && ns=$2 && shift 2 && exec nsenter --net="$ns" -- "$@"`
 	full := append([]string{"-c", script, "sh", procs, filepath.Join(netnsDir, n.NetNS), bin}, args...)
 	p.cmd = exec.Command("/bin/sh", full...)
 	p.cmd.Env = env
