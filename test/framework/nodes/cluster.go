@@ -583,9 +583,9 @@ func (n *Node) stop() error {
 	if err := os.RemoveAll(n.Dir); err != nil {
 		errs = append(errs, err)
 	}
-	for _, f := range prefixed(cniCacheDir) {
-		if strings.HasPrefix(f, cniNetwork(n.Name)+"-") {
-			_ = os.Remove(filepath.Join(cniCacheDir, f))
+	for _, f := range cniCacheFiles() {
+		if data, err := os.ReadFile(f); err == nil && strings.Contains(string(data), n.Dir+"/") || strings.HasPrefix(filepath.Base(f), cniNetwork(n.Name)+"-") {
+			_ = os.Remove(f)
 		}
 	}
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,10 @@ const (
 	// cniCacheDir is where libcni (in containerd) caches results, named
 	// after the network: srn-NAME-...
 	cniCacheDir = "/var/lib/cni/results"
+	// shimSockets is where containerd's shims put their sockets (fixed in
+	// containerd, named by a hash); a shim that was killed leaves its
+	// socket behind.
+	shimSockets = "/run/containerd/s"
 	// containerLogLinks is where every kubelet links its containers' logs
 	// (fixed in the kubelet); the links of these nodes point into BaseDir.
 	containerLogLinks = "/var/log/containers"
@@ -182,11 +187,14 @@ func Leftovers() []string {
 			left = append(left, "file "+filepath.Join(BaseDir, e.Name()))
 		}
 	}
-	for _, f := range prefixed(cniCacheDir) {
-		left = append(left, "file "+filepath.Join(cniCacheDir, f))
+	for _, f := range cniCacheFiles() {
+		left = append(left, "file "+f)
 	}
 	for _, l := range logLinks() {
 		left = append(left, "log link "+l)
+	}
+	for _, s := range staleShimSockets() {
+		left = append(left, "stale shim socket "+s)
 	}
 	return left
 }
@@ -204,13 +212,15 @@ func Sweep() error {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
 		}
 	}
-	for _, ns := range prefixed(netnsDir) {
-		if err := ipCmds([]string{"netns", "delete", ns}); err != nil {
+	// Links first: deleting a host end of a veth deletes its peer in the
+	// namespace; a link that went away meanwhile is no error.
+	for _, l := range hostLinks() {
+		if err := ipCmds([]string{"link", "delete", l}); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 			errs = append(errs, err)
 		}
 	}
-	for _, l := range hostLinks() {
-		if err := ipCmds([]string{"link", "delete", l}); err != nil {
+	for _, ns := range prefixed(netnsDir) {
+		if err := ipCmds([]string{"netns", "delete", ns}); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -223,13 +233,8 @@ func Sweep() error {
 			}
 		}
 	}
-	for _, f := range prefixed(cniCacheDir) {
-		if err := os.Remove(filepath.Join(cniCacheDir, f)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, l := range logLinks() {
-		if err := os.Remove(l); err != nil {
+	for _, f := range append(append(cniCacheFiles(), logLinks()...), staleShimSockets()...) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -406,6 +411,43 @@ func hostLinks() []string {
 		}
 	}
 	return links
+}
+
+// cniCacheFiles are libcni's cached results of the nodes' pods: those of
+// their networks (srn-NAME) and of the loopback network, whose files name
+// the pod's network namespace under BaseDir.
+func cniCacheFiles() []string {
+	entries, _ := os.ReadDir(cniCacheDir)
+	var files []string
+	for _, e := range entries {
+		path := filepath.Join(cniCacheDir, e.Name())
+		if strings.HasPrefix(e.Name(), Prefix) {
+			files = append(files, path)
+			continue
+		}
+		if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(BaseDir+"/")) {
+			files = append(files, path)
+		}
+	}
+	return files
+}
+
+// staleShimSockets are shim sockets nothing listens on any more.
+func staleShimSockets() []string {
+	entries, _ := os.ReadDir(shimSockets)
+	var stale []string
+	for _, e := range entries {
+		path := filepath.Join(shimSockets, e.Name())
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			stale = append(stale, path)
+		}
+	}
+	return stale
 }
 
 // logLinks are the links in /var/log/containers into BaseDir.
