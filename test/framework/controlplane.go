@@ -1,10 +1,13 @@
 package framework
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +56,11 @@ type ControlPlaneOptions struct {
 	// empty is envtest's 10.0.0.0/24. Real nodes need one that traffic may
 	// be sent to (a documentation range).
 	ServiceClusterIPRange string
+	// AggregatorRouting makes the aggregator dial an APIService's Service
+	// at an endpoint's address (--enable-aggregator-routing), as a control
+	// plane outside the cluster network must: for an aggregated server that
+	// runs as a pod on real nodes.
+	AggregatorRouting bool
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
@@ -172,6 +180,13 @@ func StartControlPlane(opts ControlPlaneOptions) (_ *ControlPlane, err error) {
 		}
 		apiServer.SecureServing.Address = opts.BindAddress
 		apiServer.SecureServing.Port = strconv.Itoa(port)
+		// Pods reach kube-apiserver through Service default/kubernetes,
+		// i.e. at the first Service IP, which envtest's serving certificate
+		// does not cover: make the serving certificate (and, as envtest
+		// makes both or neither, the service account signing key) here.
+		if err := cp.servingCerts(apiServer, filepath.Join(pkiDir, "kube-apiserver"), opts); err != nil {
+			return nil, err
+		}
 	}
 	args := apiServer.Configure()
 	// Node authorizes kubelets (system:nodes) as in a real cluster; RBAC
@@ -182,6 +197,9 @@ func StartControlPlane(opts ControlPlaneOptions) (_ *ControlPlane, err error) {
 	args.Set("kubelet-preferred-address-types", "InternalIP")
 	args.Set("kubelet-client-certificate", kubeletClientCert)
 	args.Set("kubelet-client-key", kubeletClientKey)
+	if opts.AggregatorRouting {
+		args.Set("enable-aggregator-routing", "true")
+	}
 	if opts.ServiceClusterIPRange != "" {
 		args.Set("service-cluster-ip-range", opts.ServiceClusterIPRange)
 		cp.ServiceClusterIPRange = opts.ServiceClusterIPRange
@@ -276,6 +294,57 @@ func (cp *ControlPlane) AddUser(name string, groups ...string) (*User, error) {
 		return nil, err
 	}
 	return &User{Name: name, Groups: groups, Config: au.Config(), Kubeconfig: path}, nil
+}
+
+// servingCerts writes into dir (which becomes envtest's cert dir) the
+// serving certificate of kube-apiserver, valid for localhost, 127.0.0.1,
+// opts.BindAddress and the names and first IP of Service
+// default/kubernetes, and the service account signing key pair.
+func (cp *ControlPlane) servingCerts(apiServer *envtest.APIServer, dir string, opts ControlPlaneOptions) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	serviceRange := opts.ServiceClusterIPRange
+	if serviceRange == "" {
+		serviceRange = "10.0.0.0/24"
+	}
+	_, services, err := net.ParseCIDR(serviceRange)
+	if err != nil {
+		return fmt.Errorf("service cluster IP range %q: %w", serviceRange, err)
+	}
+	first := slices.Clone(services.IP.To4())
+	if first == nil {
+		return fmt.Errorf("service cluster IP range %q is not IPv4", serviceRange)
+	}
+	first[3]++
+	ca, err := NewCA("kube-apiserver-serving-ca")
+	if err != nil {
+		return err
+	}
+	serving, err := ca.ServingCert("kube-apiserver",
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		[]net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(opts.BindAddress), first})
+	if err != nil {
+		return err
+	}
+	if _, _, err := serving.Write(dir, "apiserver"); err != nil {
+		return err
+	}
+	sa, err := NewCA("service-account-signer")
+	if err != nil {
+		return err
+	}
+	saKey, err := x509.MarshalPKCS8PrivateKey(sa.key)
+	if err != nil {
+		return err
+	}
+	saPair := KeyPair{CertPEM: sa.CertPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saKey})}
+	if _, _, err := saPair.Write(dir, "sa-signer"); err != nil {
+		return err
+	}
+	apiServer.CertDir = dir
+	apiServer.SecureServing.CA = ca.CertPEM
+	return nil
 }
 
 // freePortOn asks the kernel for a free TCP port on address ip.

@@ -83,6 +83,7 @@ func setup(ctx context.Context) (err error) {
 		BindAddress:             nodes.BridgeIP,
 		ServiceClusterIPRange:   nodes.ServiceCIDR,
 		ServiceAccountAdmission: true,
+		AggregatorRouting:       true,
 		Logf:                    logf,
 	}); err != nil {
 		return err

@@ -170,3 +170,13 @@ func TestKubectlLogsAndExecReachARealPod(t *testing.T) {
 		}
 	}
 }
+
+// In-cluster clients reach kube-apiserver at the first Service IP, through
+// kube-proxy, and verify its certificate with the ServiceAccount's CA.
+func TestPodReachesKubeAPIServerThroughServiceKubernetes(t *testing.T) {
+	startPods(t)
+	got := execClient(t, "apiserver")
+	if !strings.Contains(got, `"gitVersion": "v1.37.2"`) {
+		t.Errorf("GET /version through Service default/kubernetes from pod %s answered %q, want kube-apiserver v1.37.2", clientPod, got)
+	}
+}

@@ -8,25 +8,35 @@
 //	netcheck connect HOST:PORT dials, prints the line the server sends
 //	netcheck ping IP           sends ICMP echo requests until one is
 //	                           answered (needs CAP_NET_RAW: run as root)
+//	netcheck apiserver         GETs /version of kube-apiserver through
+//	                           Service default/kubernetes as in-cluster
+//	                           clients do (KUBERNETES_SERVICE_HOST, the
+//	                           ServiceAccount's CA and token), verifying
+//	                           the serving certificate; prints the answer
 //
 // connect and ping give up after 10 seconds and exit 1.
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: netcheck pause | serve PORT | connect HOST:PORT | ping IP")
+		fail("usage: netcheck pause | serve PORT | connect HOST:PORT | ping IP | apiserver")
 	}
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; {
@@ -38,8 +48,10 @@ func main() {
 		err = connect(args[0])
 	case cmd == "ping" && len(args) == 1:
 		err = ping(args[0])
+	case cmd == "apiserver" && len(args) == 0:
+		err = apiserver()
 	default:
-		fail("usage: netcheck pause | serve PORT | connect HOST:PORT | ping IP")
+		fail("usage: netcheck pause | serve PORT | connect HOST:PORT | ping IP | apiserver")
 	}
 	if err != nil {
 		fail(err.Error())
@@ -171,4 +183,38 @@ func checksum(b []byte) uint16 {
 		sum = (sum & 0xffff) + sum>>16
 	}
 	return ^uint16(sum)
+}
+
+func apiserver() error {
+	const sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+	ca, err := os.ReadFile(sa + "ca.crt")
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(sa + "token")
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return errors.New("no certificate in " + sa + "ca.crt")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	url := "https://" + net.JoinHostPort(os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")) + "/version"
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	fmt.Printf("%s\n", body)
+	return nil
 }
