@@ -276,3 +276,53 @@ func TestDeletingUnreachableServerStillRemovesNodeAfterTimeout(t *testing.T) {
 	}
 	t.Logf("event: %s", note)
 }
+
+// A deleted Server whose drain a PodDisruptionBudget blocks for longer
+// than --decommission-timeout is not held past it: the drain is cut at
+// the timeout, the Node is deleted anyway, and a Warning event names the
+// budget and what was left on the host.
+func TestDeletingServerWhoseDrainIsBlockedIsReleasedAfterDecommissionTimeout(t *testing.T) {
+	const name = "delete-pdb"
+	const timeout = 20 * time.Second
+	ns := env.drainNamespace(t, "delete-pdb")
+	env.startController(t, "delete-pdb", "--reset-script="+env.resetScript(t), "--decommission-timeout="+timeout.String())
+	env.provisioned(t, name, 33)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &podKubelet{t: t, ns: ns, node: name, when: map[string]time.Time{}}
+	go k.run(ctx)
+	labels := map[string]string{"app": "db"}
+	makeBoundPods(t, ns, name, labels, "db-1")
+	// The only replica must stay: the budget refuses every eviction.
+	if err := env.c.Create(ctx, pdb(ns, "db", 1, labels)); err != nil {
+		t.Fatal(err)
+	}
+	env.waitServer(t, name, 20*time.Second, func(s *v1.Server) bool {
+		return slices.Contains(s.Finalizers, stargate.FinalizerDecommission)
+	})
+
+	began := time.Now()
+	if err := env.c.Delete(ctx, &v1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: dc, Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	waitDecommissioned(t, name, timeout+40*time.Second)
+	took := time.Since(began)
+	t.Logf("released after %s (--decommission-timeout %s; the profile's drain timeout is the default %s)", took.Round(time.Millisecond), timeout, operations.DefaultDrainTimeout)
+	if took < timeout-5*time.Second {
+		t.Errorf("released after %s, before the drain could have waited out --decommission-timeout %s", took, timeout)
+	}
+	var node corev1.Node
+	if err := env.c.Get(ctx, client.ObjectKey{Name: name}, &node); !apierrors.IsNotFound(err) {
+		t.Errorf("Node %s after the Server's deletion: %v, want NotFound", name, err)
+	}
+	if ev, _ := k.order(); len(ev) != 0 {
+		t.Errorf("evicted %v, but the budget allowed no eviction", ev)
+	}
+	note := waitEvent(t, stargate.ReasonHostNotReset, name)
+	for _, want := range []string{"--decommission-timeout", ns + "/db-1", "kubelet may still run"} {
+		if !strings.Contains(note, want) {
+			t.Errorf("event %q does not say %q", note, want)
+		}
+	}
+	t.Logf("event: %s", note)
+}

@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/controller/sshcreds"
 )
 
 // related is the Operation events of a step name beside the Server: none
@@ -33,6 +33,13 @@ func (p *repave) related() runtime.Object {
 // decommissionRetry is how often the decommission of a deleted Server is
 // tried again until --decommission-timeout.
 const decommissionRetry = 10 * time.Second
+
+// decommissionMinAttempt is the least time worth another attempt.
+const decommissionMinAttempt = 5 * time.Second
+
+// decommissionLastAttempt bounds the attempt of a decommission that starts
+// after --decommission-timeout has passed.
+const decommissionLastAttempt = 30 * time.Second
 
 // serverDecommissioner decommissions deleted Servers: it puts
 // stargate.FinalizerDecommission on every Server that has a Node
@@ -61,19 +68,34 @@ func (d *serverDecommissioner) Reconcile(ctx context.Context, req reconcile.Requ
 		return reconcile.Result{}, nil
 	}
 	log := logf.FromContext(ctx).WithValues("server", req.String())
+	// The attempt ends with --decommission-timeout: a step that would
+	// wait longer (a drain a PodDisruptionBudget blocks, a slow host)
+	// does not hold the Server past it. One that starts later than that
+	// (the controller was down) still gets decommissionLastAttempt.
+	deadline := s.DeletionTimestamp.Add(d.r.Opts.DecommissionTimeout)
+	if time.Until(deadline) < time.Second {
+		deadline = time.Now().Add(decommissionLastAttempt)
+	}
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	msg, err := d.decommission(dctx, &s)
+	cancel()
+	if ctx.Err() != nil {
+		return reconcile.Result{}, ctx.Err()
+	}
 	waited := time.Since(s.DeletionTimestamp.Time)
-	timedOut := waited >= d.r.Opts.DecommissionTimeout
-	msg, err := d.decommission(ctx, &s)
+	// Out of time also when what is left after the pause before a retry
+	// could not hold another attempt.
+	timedOut := time.Until(deadline) < decommissionRetry+decommissionMinAttempt
 	if err != nil && !timedOut {
 		log.Info("decommission of the deleted Server failed; retrying until --decommission-timeout", "error", err.Error(), "waited", waited.Round(time.Second))
 		d.r.Recorder.Eventf(&s, nil, corev1.EventTypeWarning, "DecommissionRetrying", "Decommission",
 			"Decommission of deleted Server %s failed (retrying until --decommission-timeout %s): %v", s.Name, d.r.Opts.DecommissionTimeout, err)
-		return reconcile.Result{RequeueAfter: min(decommissionRetry, d.r.Opts.DecommissionTimeout-waited+time.Second)}, nil
+		return reconcile.Result{RequeueAfter: decommissionRetry}, nil
 	}
 	if err != nil {
 		// Give up on the host; the Node still goes.
 		node, nerr := d.deleteOwnNode(ctx, &s)
-		left := fmt.Sprintf("gave up after --decommission-timeout %s: %v; the host was not reset: its kubelet may still run with its configuration and client certificate (/etc/kubernetes, /var/lib/kubelet); reset it by hand or reinstall it", d.r.Opts.DecommissionTimeout, err)
+		left := fmt.Sprintf("gave up within --decommission-timeout %s: %v; the host was not reset: its kubelet may still run with its configuration and client certificate (/etc/kubernetes, /var/lib/kubelet); reset it by hand or reinstall it", d.r.Opts.DecommissionTimeout, err)
 		if nerr != nil {
 			return reconcile.Result{}, nerr
 		}
@@ -92,9 +114,12 @@ func (d *serverDecommissioner) Reconcile(ctx context.Context, req reconcile.Requ
 // decommission runs the steps of a Decommission for deleted Server s,
 // with an Operation kept in memory only.
 func (d *serverDecommissioner) decommission(ctx context.Context, s *v1.Server) (string, error) {
-	profile, err := d.profileOf(ctx, s)
+	profile, err := sshcreds.ProfileOf(ctx, d.r.APIReader, s)
 	if err != nil {
 		return "", err
+	}
+	if profile == "" {
+		return "", errors.New("the Server names no provisioningProfileRef and its last Operation is gone: no SSH credentials to reach the host")
 	}
 	op := &v1.Operation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: "deletion-of-" + s.Name, UID: s.UID},
@@ -111,6 +136,14 @@ func (d *serverDecommissioner) decommission(ctx context.Context, s *v1.Server) (
 	if err := p.resolve(ctx); err != nil {
 		return "", err
 	}
+	// A drain gets what is left of the attempt (less a moment to end it
+	// cleanly), so a PodDisruptionBudget that blocks it ends it with a
+	// message naming the budget rather than a bare deadline.
+	if dl, ok := ctx.Deadline(); ok {
+		if left := (time.Until(dl) - 2*time.Second).Round(time.Second); left < p.drainTimeout() {
+			p.op.Spec.DrainTimeout = &metav1.Duration{Duration: max(left, time.Second)}
+		}
+	}
 	var done []string
 	for _, st := range p.steps()[1:] {
 		if err := p.step(ctx, st.name, st.fn); err != nil {
@@ -119,25 +152,6 @@ func (d *serverDecommissioner) decommission(ctx context.Context, s *v1.Server) (
 		done = append(done, p.findStep(st.name).Message)
 	}
 	return strings.Join(done, "; "), nil
-}
-
-// profileOf names the profile whose credentials reach the Server: its
-// spec.provisioningProfileRef, else that of its last Operation.
-func (d *serverDecommissioner) profileOf(ctx context.Context, s *v1.Server) (string, error) {
-	if r := s.Spec.ProvisioningProfileRef; r != nil && r.Name != "" {
-		return r.Name, nil
-	}
-	if s.Status.LastOperation != "" {
-		var op v1.Operation
-		err := d.r.APIReader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: s.Status.LastOperation}, &op)
-		if err == nil && op.Spec.ProvisioningProfileRef.Name != "" {
-			return op.Spec.ProvisioningProfileRef.Name, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return "", err
-		}
-	}
-	return "", errors.New("the Server names no provisioningProfileRef and its last Operation is gone: no SSH credentials to reach the host")
 }
 
 // deleteOwnNode deletes the Server's Node when it is the one Stargate made

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -92,7 +91,7 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 			if s.Namespace != dc.Spec.Namespace || s.Spec.RouterIP != routerIP {
 				continue
 			}
-			name, err := a.profileOf(ctx, s)
+			name, err := sshcreds.ProfileOf(ctx, a.Client, s)
 			if err != nil {
 				return sshexec.Config{}, err
 			}
@@ -132,31 +131,6 @@ func (a *SSHAdvertiser) config(ctx context.Context, routerIP string) (sshexec.Co
 		Dial:     a.Dial,
 		Attempts: 2,
 	}, nil
-}
-
-// profileOf names the ProvisioningProfile of Server s: its
-// spec.provisioningProfileRef or, for a Server in the original Stargate's
-// shape that names none, the profile of its last Operation (the one that
-// repaved it through this router). "" when it has neither.
-func (a *SSHAdvertiser) profileOf(ctx context.Context, s *v1alpha1.Server) (string, error) {
-	if s.Spec.ProvisioningProfileRef != nil && s.Spec.ProvisioningProfileRef.Name != "" {
-		return s.Spec.ProvisioningProfileRef.Name, nil
-	}
-	if s.Status.LastOperation == "" {
-		return "", nil
-	}
-	var op v1alpha1.Operation
-	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: s.Status.LastOperation}, &op); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", nil
-		}
-		return "", fmt.Errorf("Operation %s/%s of Server %s: %w", s.Namespace, s.Status.LastOperation, s.Name, err)
-	}
-	// Only an Operation of this very Server lends its profile.
-	if op.Spec.ServerRef.Name != s.Name || op.Spec.ProvisioningProfileRef.Name == "" {
-		return "", nil
-	}
-	return op.Spec.ProvisioningProfileRef.Name, nil
 }
 
 // declaringRouter returns the Datacenters whose spec.router.ip is ip: live

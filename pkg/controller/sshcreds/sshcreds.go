@@ -135,3 +135,28 @@ func FromSecret(sec *corev1.Secret, adminUser string) (*Credentials, error) {
 	}
 	return c, nil
 }
+
+// ProfileOf names the ProvisioningProfile whose credentials reach Server
+// s: its spec.provisioningProfileRef or, for a Server in the original
+// Stargate's shape that names none, the profile of its last Operation
+// (the one that repaved it). "" when it has neither.
+func ProfileOf(ctx context.Context, r client.Reader, s *v1.Server) (string, error) {
+	if ref := s.Spec.ProvisioningProfileRef; ref != nil && ref.Name != "" {
+		return ref.Name, nil
+	}
+	if s.Status.LastOperation == "" {
+		return "", nil
+	}
+	var op v1.Operation
+	if err := r.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: s.Status.LastOperation}, &op); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("Operation %s/%s of Server %s: %w", s.Namespace, s.Status.LastOperation, s.Name, err)
+	}
+	// Only an Operation of this very Server lends its profile.
+	if op.Spec.ServerRef.Name != s.Name {
+		return "", nil
+	}
+	return op.Spec.ProvisioningProfileRef.Name, nil
+}
