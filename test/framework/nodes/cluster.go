@@ -339,6 +339,22 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 	return nil
 }
 
+// TagImage gives an image every node holds another name (ctr images tag),
+// e.g. a tag other than latest, which the kubelet does not pull by default.
+func (c *Cluster) TagImage(ctx context.Context, ref, newRef string) error {
+	bins, err := findBinaries(c.cp.Binaries.Dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range c.Nodes {
+		cmd := exec.CommandContext(ctx, bins.ctr, "--address", n.paths.socket, "-n", "k8s.io", "images", "tag", "--force", ref, newRef)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ctr images tag %s %s on %s: %w: %s", ref, newRef, n.Name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
 func (n *Node) importImage(ctx context.Context, ctr, archive string) error {
 	cmd := exec.CommandContext(ctx, ctr, "--address", n.paths.socket, "-n", "k8s.io", "images", "import", archive)
 	if out, err := cmd.CombinedOutput(); err != nil {
