@@ -1,0 +1,377 @@
+package twin
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
+	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
+	"github.com/stargate-k8s/stargate/pkg/cilium"
+	"github.com/stargate-k8s/stargate/pkg/tailscale"
+	"github.com/stargate-k8s/stargate/test/tailnet"
+)
+
+// resync is the controller's --route-resync-period in the tests: its
+// default (5 minutes) is longer than a test should wait for the polled
+// layers (Azure, Tailscale) to be repaired.
+const resync = 3 * time.Second
+
+var world *World
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s twin: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) (code int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	w, err := Start(ctx, Options{Logf: logf})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: cannot start the network twin: %v\n", err)
+		return 1
+	}
+	logf("twin up in %s (dir %s)", time.Since(start).Round(time.Millisecond), w.Dir)
+	world = w
+	defer func() {
+		if err := w.Close(); err != nil {
+			logf("tear down: %v", err)
+		}
+		if code != 0 {
+			logf("tests failed; logs kept in %s", w.Dir)
+		} else {
+			_ = os.RemoveAll(w.Dir)
+		}
+	}()
+	return m.Run()
+}
+
+// repave asks for a repave as users do and returns the Operation's name.
+func repave(t *testing.T, ns, server string) string {
+	t.Helper()
+	body := `{"apiVersion":"stargate.io/v1alpha1","kind":"RepaveRequest","reason":"twin"}`
+	res := world.Kube.Kubectl.RunWithInput(context.Background(), body, "create", "--raw",
+		"/apis/stargate.io/v1alpha1/namespaces/"+ns+"/servers/"+server+"/repave", "-f", "-")
+	if res.Err != nil {
+		t.Fatalf("repave %s/%s: %v", ns, server, res)
+	}
+	i := strings.Index(res.Stdout, `"name":"`)
+	if i < 0 {
+		t.Fatalf("repave answered no Operation: %s", res.Stdout)
+	}
+	name := res.Stdout[i+len(`"name":"`):]
+	return name[:strings.Index(name, `"`)]
+}
+
+func servers(t *testing.T) []v1.Server {
+	t.Helper()
+	var all []v1.Server
+	for _, s := range world.Sites {
+		var l v1.ServerList
+		if err := world.Client.List(context.Background(), &l, client.InNamespace(s.Name)); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, l.Items...)
+	}
+	return all
+}
+
+func condTrue(s *v1.Server, typ string) bool {
+	for _, c := range s.Status.Conditions {
+		if c.Type == typ {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func conditions(s *v1.Server) string {
+	var out []string
+	for _, c := range s.Status.Conditions {
+		out = append(out, fmt.Sprintf("%s=%s(%s: %s)", c.Type, c.Status, c.Reason, c.Message))
+	}
+	return strings.Join(out, "; ")
+}
+
+// waitGreen waits until every pod reaches every other and returns the
+// matrix.
+func waitGreen(t *testing.T, why string, timeout time.Duration) CheckAllResults {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	for {
+		m := world.Pods.CheckAll(ctx)
+		if m.Green() {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not every pod reaches every other after %s: %s\nfailed: %v\nnode CIDRs: %v (render error %v)\nVNet routes: %v",
+				why, timeout, m.Summary(world.SiteOf), m.Failed(), world.Routes.CIDRs(), world.Routes.LastErr(), world.VNet.Rendered())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// driftResult is what one drift did to the matrix.
+type driftResult struct {
+	failed          []Pair
+	firstFailure    time.Duration
+	recovered       time.Duration
+	conditionsSeen  []string
+	summaryInDrift  string
+	summaryRecovery string
+}
+
+// drift injects a change behind Stargate's back and samples the matrix
+// (and the Servers' route conditions) until traffic broke and recovered.
+func drift(t *testing.T, name string, inject func()) driftResult {
+	t.Helper()
+	ctx := context.Background()
+	before := waitGreen(t, "before "+name, 60*time.Second)
+	t.Logf("%s: before: %s", name, before.Summary(world.SiteOf))
+	var res driftResult
+	union := map[Pair]bool{}
+	seen := map[string]bool{}
+	start := time.Now()
+	inject()
+	broke := false
+	for time.Since(start) < 90*time.Second {
+		m := world.Pods.CheckAll(ctx)
+		failed := m.Failed()
+		if len(failed) > 0 {
+			if !broke {
+				res.firstFailure = time.Since(start)
+				res.summaryInDrift = m.Summary(world.SiteOf)
+			}
+			broke = true
+			for _, p := range failed {
+				union[p] = true
+			}
+		}
+		for _, s := range servers(t) {
+			for _, c := range s.Status.Conditions {
+				if c.Status != metav1.ConditionTrue && c.Type != stargate.ConditionRoutesReady && c.Type != "Ready" {
+					seen[s.Name+" "+c.Type+"="+string(c.Status)+" "+c.Reason] = true
+				}
+			}
+		}
+		if broke && m.Green() {
+			res.recovered = time.Since(start)
+			res.summaryRecovery = m.Summary(world.SiteOf)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for p := range union {
+		res.failed = append(res.failed, p)
+	}
+	slices.SortFunc(res.failed, func(a, b Pair) int { return strings.Compare(a.String(), b.String()) })
+	for c := range seen {
+		res.conditionsSeen = append(res.conditionsSeen, c)
+	}
+	slices.Sort(res.conditionsSeen)
+	if !broke {
+		t.Fatalf("%s: no pair ever failed within 90s (Stargate may have repaired it before a probe ran)", name)
+	}
+	if res.recovered == 0 {
+		t.Fatalf("%s: traffic did not recover within 90s; failed pairs %v; controller log %s", name, res.failed, world.Controller.Log)
+	}
+	t.Logf("%s: first failure after %s: %s", name, res.firstFailure.Round(time.Millisecond), res.summaryInDrift)
+	t.Logf("%s: failed pairs (%d): %v", name, len(res.failed), res.failed)
+	t.Logf("%s: conditions seen in between: %v", name, res.conditionsSeen)
+	t.Logf("%s: recovered %s after the drift: %s", name, res.recovered.Round(time.Millisecond), res.summaryRecovery)
+	return res
+}
+
+// involves says whether every failed pair has a pod of node on one end.
+func involves(pairs []Pair, node string) bool {
+	for _, p := range pairs {
+		if !strings.HasPrefix(p.From, node+"-") && !strings.HasPrefix(p.To, node+"-") {
+			return false
+		}
+	}
+	return len(pairs) > 0
+}
+
+func podCIDR(t *testing.T, ns, name string) string {
+	t.Helper()
+	var s v1.Server
+	if err := world.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Status.PodCIDR
+}
+
+// Two datacenters of two workers and one AKS node: after the repaves and
+// route sync every pod reaches every other over the real path (VNet
+// routes from the Azure table, real tailscaled routers, node routes from
+// the CiliumNodes); then each drift breaks the pairs it should and
+// Stargate repairs it.
+func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
+	ctx := context.Background()
+	if _, err := world.StartController("--route-resync-period=" + resync.String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stargate-controller runs with --route-resync-period=%s (default 5m); log %s", resync, world.Controller.Log)
+
+	start := time.Now()
+	ops := map[string]string{}
+	for _, s := range servers(t) {
+		ops[s.Namespace+"/"+s.Name] = repave(t, s.Namespace, s.Name)
+	}
+	for key, op := range ops {
+		ns, _, _ := strings.Cut(key, "/")
+		deadline := time.Now().Add(4 * time.Minute)
+		for {
+			var o v1.Operation
+			if err := world.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: op}, &o); err != nil {
+				t.Fatal(err)
+			}
+			if o.Status.Phase == v1.OperationSucceeded {
+				break
+			}
+			if o.Status.Phase == v1.OperationFailed || time.Now().After(deadline) {
+				t.Fatalf("repave of %s: %s: %s\n%s", key, o.Status.Phase, o.Status.Message, o.Status.OutputTail)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("all %d repaves succeeded %s after the POSTs", len(ops), time.Since(start).Round(time.Millisecond))
+	if err := world.AddDCPods(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ready := true
+		var bad string
+		for _, s := range servers(t) {
+			if !condTrue(&s, stargate.ConditionRoutesReady) {
+				ready, bad = false, s.Name+": "+conditions(&s)
+			}
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("route conditions not all True after 2m: %s", bad)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("every Server RoutesReady %s after the POSTs", time.Since(start).Round(time.Millisecond))
+	m := waitGreen(t, "after repaves and route sync", 90*time.Second)
+	t.Logf("every pod reaches every other %s after the POSTs: %s", time.Since(start).Round(time.Millisecond), m.Summary(world.SiteOf))
+
+	t.Run("check_all over the pod network", func(t *testing.T) {
+		aks := world.AKSNode.Pods[0]
+		cl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return tailnet.DialTCP(ctx, aks.NetNS, addr)
+		}}}
+		var all CheckAllResults
+		if err := getJSON(ctx, cl, fmt.Sprintf("http://%s:%d/check_all", aks.IP, proberPort), &all); err != nil {
+			t.Fatal(err)
+		}
+		if !all.Green() {
+			t.Fatalf("check_all of %s: %s; failed %v", aks.Name, all.Summary(world.SiteOf), all.Failed())
+		}
+	})
+
+	dc1, dc2 := world.Sites[0], world.Sites[1]
+	w1 := dc1.Nodes[0].Name
+	cidrW1 := podCIDR(t, dc1.Name, w1)
+
+	t.Run("Azure route deleted behind Stargate's back", func(t *testing.T) {
+		r := drift(t, "azure", func() {
+			for name, desc := range world.Table.RouteMap() {
+				if strings.HasPrefix(desc, cidrW1+" via") {
+					world.Table.Delete(name)
+					return
+				}
+			}
+			t.Fatalf("no Azure route for %s in %v", cidrW1, world.Table.RouteMap())
+		})
+		// Only AKS <-> w1 pods lose their path.
+		for _, p := range r.failed {
+			if !(world.SiteOf(p.From) == "aks" || world.SiteOf(p.To) == "aks") || !involves([]Pair{p}, w1) {
+				t.Errorf("pair %s failed, but only AKS <-> %s pairs should", p, w1)
+			}
+		}
+	})
+
+	t.Run("Tailscale route disabled", func(t *testing.T) {
+		admin, err := tailscale.NewClient(world.Tailnet.APIKeyCredentials())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := drift(t, "tailscale", func() {
+			devs, err := world.Tailnet.Devices(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range devs {
+				if slices.Contains(d.Addresses, dc1.TailnetIP.String()) {
+					rest := slices.DeleteFunc(slices.Clone(d.EnabledRoutes), func(r string) bool { return r == cidrW1 })
+					if err := admin.Devices().SetSubnetRoutes(ctx, d.NodeID, rest); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+			}
+			t.Fatalf("no device with %s", dc1.TailnetIP)
+		})
+		for _, p := range r.failed {
+			if !involves([]Pair{p}, w1) || world.SiteOf(p.From) == world.SiteOf(p.To) {
+				t.Errorf("pair %s failed, but only pairs between %s and other sites should", p, w1)
+			}
+		}
+	})
+
+	t.Run("DC router stops advertising", func(t *testing.T) {
+		r := drift(t, "advertise", func() {
+			if err := dc2.Router.Advertise(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		for _, p := range r.failed {
+			if (world.SiteOf(p.From) == dc2.Name) == (world.SiteOf(p.To) == dc2.Name) {
+				t.Errorf("pair %s failed, but only pairs between %s and other sites should", p, dc2.Name)
+			}
+		}
+	})
+
+	t.Run("CiliumNode pod CIDR edited", func(t *testing.T) {
+		w := dc2.Nodes[1].Name
+		r := drift(t, "cilium", func() {
+			cn := cilium.NewCiliumNode()
+			cn.SetName(w)
+			patch := []byte(`{"spec":{"ipam":{"podCIDRs":["10.244.250.0/24"]}}}`)
+			if err := world.Client.Patch(ctx, cn, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if !involves(r.failed, w) {
+			t.Errorf("failed pairs %v: every one should have a pod of %s on one end", r.failed, w)
+		}
+		var got unstructured.Unstructured
+		got.SetGroupVersionKind(cilium.CiliumNodeGVK)
+		if err := world.Client.Get(ctx, client.ObjectKey{Name: w}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if p := cilium.PodCIDRsOf(&got); len(p) != 1 || p[0] != podCIDR(t, dc2.Name, w) {
+			t.Errorf("CiliumNode %s pod CIDRs %v after the repair, want [%s]", w, p, podCIDR(t, dc2.Name, w))
+		}
+	})
+}
