@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stargate-k8s/stargate/test/framework"
 )
@@ -144,6 +146,12 @@ func StartCluster(ctx context.Context, h *Host, cp *framework.ControlPlane, opts
 		c.Nodes = append(c.Nodes, n)
 		c.logf("starting node %s (%s)", n.Name, n.IP)
 		if err := c.startNode(ctx, n, no, bins, creds, images); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+
+	for _, n := range c.Nodes {
+		if err := c.startKubeProxy(ctx, n, bins); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
@@ -318,10 +326,38 @@ func (c *Cluster) startNode(ctx context.Context, n *Node, no NodeOptions, bins b
 	if _, err := n.start("kubelet", env, bins.kubelet, kubeletArgs...); err != nil {
 		return err
 	}
-	if _, err := n.start("kube-proxy", env, bins.kubeProxy, "--config="+p.proxyCfg, "--v=2"); err != nil {
-		return err
-	}
 	return nil
+}
+
+// startKubeProxy starts kube-proxy once the node's Node is registered with
+// its InternalIP: a kube-proxy that starts earlier finds no node IP and
+// exits as soon as the Node gets one.
+func (c *Cluster) startKubeProxy(ctx context.Context, n *Node, bins binaries) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		node, err := c.cp.Kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err == nil && slices.ContainsFunc(node.Status.Addresses, func(a corev1.NodeAddress) bool {
+			return a.Type == corev1.NodeInternalIP && a.Address == n.IP
+		}) {
+			break
+		}
+		for _, p := range n.procs {
+			if p.exited() {
+				return fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, tailFile(p.log, 20))
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Node %s not registered with InternalIP %s within 2m (last error: %v)", n.Name, n.IP, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	env := []string{"PATH=" + bins.dir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	_, err := n.start("kube-proxy", env, bins.kubeProxy, "--config="+n.paths.proxyCfg, "--v=2")
+	return err
 }
 
 // ImportImage imports an image archive into every node's containerd
@@ -516,10 +552,18 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// deletePods deletes every pod bound to one of the nodes and waits until
-// they are gone; a pod still there after timeout is force-deleted (its
-// containers die with the node's cgroups).
+// deletePods cordons the nodes, deletes every pod bound to them and waits
+// until they are gone; a pod still there after timeout (a DaemonSet's,
+// made anew) is force-deleted (its containers die with the node's cgroups).
 func (c *Cluster) deletePods(ctx context.Context, timeout time.Duration) error {
+	// Cordoned first, so that what a controller makes anew in place of a
+	// deleted pod (a ReplicaSet's) stays Pending instead of landing here.
+	for _, n := range c.Nodes {
+		patch := []byte(`{"spec":{"unschedulable":true}}`)
+		if _, err := c.cp.Kube.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cordon %s: %w", n.Name, err)
+		}
+	}
 	pods := c.cp.Kube.CoreV1().Pods(metav1.NamespaceAll)
 	list := func() ([]corev1.Pod, error) {
 		var all []corev1.Pod

@@ -1,0 +1,102 @@
+package realnodes
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stargate-k8s/stargate/test/framework"
+	"github.com/stargate-k8s/stargate/test/framework/nodes"
+)
+
+// The shipped manifests, applied with `kubectl apply -k` through the overlay
+// in overlay/ (local images, a hostPath volume), run stargate-apiserver as a
+// pod on a real node, and the aggregator serves stargate.io through it
+// (issue 12, part 3: the apiserver half).
+func TestArtifactsServeStargateAPIFromAPod(t *testing.T) {
+	ctx := testContext(t, 20*time.Minute)
+	root, err := framework.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The images `make images` builds into bin/images (built here when
+	// missing: minutes on a cold build cache), tagged latest, are also
+	// tagged local (which the overlay names) so the kubelet never pulls.
+	start := time.Now()
+	names := []string{"apiserver", "controller", "nodeagent"}
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(root, "bin", "images", "stargate-"+name+".tar")); err != nil {
+			t.Logf("bin/images lacks stargate-%s.tar: building the images as make images does", name)
+			bctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			build := exec.CommandContext(bctx, "go", "run", "./hack/images", "-out", filepath.Join(root, "bin", "images"))
+			build.Dir = root
+			out, err := build.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("go run ./hack/images (make images): %v\n%s", err, out)
+			}
+			break
+		}
+	}
+	for _, name := range names {
+		archive := filepath.Join(root, "bin", "images", "stargate-"+name+".tar")
+		if err := cluster.ImportImage(ctx, archive); err != nil {
+			t.Fatal(err)
+		}
+		ref := "ghcr.io/stargate-k8s/stargate-" + name
+		if err := cluster.TagImage(ctx, ref+":latest", ref+":local"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("images imported into %d nodes in %s", len(cluster.Nodes), time.Since(start).Round(100*time.Millisecond))
+
+	data := filepath.Join(nodes.BaseDir, "volumes", "stargate-apiserver-data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+
+	start = time.Now()
+	if r := kubectl.Run(ctx, "apply", "-k", filepath.Join(root, "test", "realnodes", "overlay")); r.Err != nil {
+		t.Fatalf("kubectl apply -k: %v", r)
+	}
+	t.Cleanup(func() { dumpOnFailure(t, "stargate-system") })
+	if r := kubectl.Run(ctx, "-n", "stargate-system", "rollout", "status", "deployment/stargate-apiserver", "--timeout=4m"); r.Err != nil {
+		t.Fatalf("stargate-apiserver rollout: %v", r)
+	}
+	t.Logf("stargate-apiserver rolled out in %s", time.Since(start).Round(100*time.Millisecond))
+	if r := kubectl.Run(ctx, "wait", "apiservice/v1alpha1.stargate.io", "--for=condition=Available", "--timeout=3m"); r.Err != nil {
+		t.Fatalf("APIService v1alpha1.stargate.io not Available: %v", r)
+	}
+	t.Logf("APIService Available %s after apply", time.Since(start).Round(100*time.Millisecond))
+	r := kubectl.Run(ctx, "get", "servers", "-A")
+	if r.Err != nil || !strings.Contains(r.Stdout+r.Stderr, "No resources found") {
+		t.Errorf("kubectl get servers -A through the aggregator: %v", r)
+	}
+	if r := kubectl.Run(ctx, "get", "pods", "-A", "-o", "wide"); r.Err == nil {
+		t.Logf("pods:\n%s", r.Stdout)
+	}
+}
+
+// dumpOnFailure logs the state of a namespace's pods when t failed.
+func dumpOnFailure(t *testing.T, ns string) {
+	if !t.Failed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, args := range [][]string{
+		{"get", "pods", "-A", "-o", "wide"},
+		{"-n", ns, "describe", "pods"},
+		{"-n", ns, "logs", "deployment/stargate-apiserver", "--tail=40"},
+		{"get", "apiservice", "v1alpha1.stargate.io", "-o", "yaml"},
+	} {
+		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), kubectl.Run(ctx, args...).Stdout, kubectl.Run(ctx, args...).Stderr)
+	}
+}
