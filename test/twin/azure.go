@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
 	"github.com/stargate-k8s/stargate/pkg/azure/azurefake"
 	"github.com/stargate-k8s/stargate/test/framework"
 )
@@ -39,6 +41,8 @@ type ARM struct {
 	CAFile                  string
 
 	identityHeader string
+	mu             sync.Mutex
+	lro            map[string]string // operation path -> API name
 	proxyL, idL    net.Listener
 	srv            *http.Server
 	idSrv          *http.Server
@@ -65,7 +69,7 @@ func StartARM(dir string, table *azurefake.Table) (*ARM, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &ARM{Table: table, CAFile: filepath.Join(dir, "arm-ca.crt"), identityHeader: "twin-" + randHex(8), conns: make(chan net.Conn)}
+	a := &ARM{Table: table, CAFile: filepath.Join(dir, "arm-ca.crt"), identityHeader: "twin-" + randHex(8), lro: map[string]string{}, conns: make(chan net.Conn)}
 	if err := os.WriteFile(a.CAFile, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
@@ -81,7 +85,12 @@ func StartARM(dir string, table *azurefake.Table) (*ARM, error) {
 	fake := table.Transport()
 	a.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			out := r.Clone(r.Context())
+			api := a.apiName(r)
+			if api == "" {
+				http.Error(w, "the twin's Azure fake serves route tables and routes only", http.StatusNotFound)
+				return
+			}
+			out := r.Clone(context.WithValue(r.Context(), runtime.CtxAPINameKey{}, api))
 			out.RequestURI = ""
 			out.URL.Scheme, out.URL.Host = "https", "management.azure.com"
 			resp, err := fake.Do(out)
@@ -135,6 +144,41 @@ func StartARM(dir string, table *azurefake.Table) (*ARM, error) {
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); _ = a.idSrv.Serve(a.idL) }()
 	return a, nil
+}
+
+// apiName names the SDK method a request stands for, which the SDK's
+// fake servers dispatch on (the client sets it in its own request's
+// context, which does not cross the network): the route tables' and
+// routes' Get, BeginCreateOrUpdate and BeginDelete, and the polls of a
+// fake long-running operation (a GET of the operation's URL plus
+// /get/fake/status), which belong to the operation started there.
+func (a *ARM) apiName(r *http.Request) string {
+	path := strings.ToLower(r.URL.Path)
+	const poll = "/get/fake/status"
+	if r.Method == http.MethodGet && strings.HasSuffix(path, poll) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.lro[strings.TrimSuffix(path, poll)]
+	}
+	client := "RouteTablesClient"
+	if strings.Contains(path, "/routes/") {
+		client = "RoutesClient"
+	}
+	var api string
+	switch r.Method {
+	case http.MethodGet:
+		return client + ".Get"
+	case http.MethodPut:
+		api = client + ".BeginCreateOrUpdate"
+	case http.MethodDelete:
+		api = client + ".BeginDelete"
+	default:
+		return ""
+	}
+	a.mu.Lock()
+	a.lro[path] = api
+	a.mu.Unlock()
+	return api
 }
 
 // connect answers one proxy connection: a CONNECT to management.azure.com

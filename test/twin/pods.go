@@ -93,7 +93,8 @@ func (p *Pods) AddPods(prefix string, n *Node, count int) error {
 			return err
 		}
 	}
-	for k := len(n.Pods) + 1; k <= len(n.Pods)+count; k++ {
+	have := len(n.Pods)
+	for k := have + 1; k <= have+count; k++ {
 		pod := &Pod{Name: fmt.Sprintf("%s-p%d", n.Name, k), Node: n, NetNS: fmt.Sprintf("%s-%s-p%d", prefix, n.Name, k), IP: dcsim.SubnetAddr(n.PodCIDR, 9+k), world: p}
 		if err := addNetNS(pod.NetNS); err != nil {
 			return err
