@@ -15,8 +15,9 @@ import (
 
 // The shipped manifests, applied with `kubectl apply -k` through the overlay
 // in overlay/ (local images, a hostPath volume), run stargate-apiserver as a
-// pod on a real node, and the aggregator serves stargate.io through it
-// (issue 12, part 3: the apiserver half).
+// pod on a real node, and the aggregator serves stargate.io through it;
+// stargate-controller runs as its ServiceAccount and holds the leader
+// Lease (issue 12, part 3, without the node agent's part).
 func TestArtifactsServeStargateAPIFromAPod(t *testing.T) {
 	ctx := testContext(t, 20*time.Minute)
 	root, err := framework.RepoRoot()
@@ -79,6 +80,35 @@ func TestArtifactsServeStargateAPIFromAPod(t *testing.T) {
 	if r.Err != nil || !strings.Contains(r.Stdout+r.Stderr, "No resources found") {
 		t.Errorf("kubectl get servers -A through the aggregator: %v", r)
 	}
+	// stargate-controller runs in a pod as its ServiceAccount and one of
+	// its replicas holds the leader-election Lease.
+	if r := kubectl.Run(ctx, "-n", "stargate-system", "rollout", "status", "deployment/stargate-controller", "--timeout=3m"); r.Err != nil {
+		t.Fatalf("stargate-controller rollout: %v", r)
+	}
+	var holder string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		r := kubectl.Run(ctx, "-n", "stargate-system", "get", "lease", "stargate-controller", "-o", "jsonpath={.spec.holderIdentity}")
+		if holder = strings.TrimSpace(r.Stdout); r.Err == nil && holder != "" {
+			break
+		}
+	}
+	pods := kubectl.Run(ctx, "-n", "stargate-system", "get", "pods", "-l", "app.kubernetes.io/name=stargate-controller",
+		"-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.serviceAccountName}{"\n"}{end}`)
+	leaderRuns := false
+	for _, line := range strings.Split(strings.TrimSpace(pods.Stdout), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && strings.HasPrefix(holder, f[0]) {
+			leaderRuns = true
+			if f[1] != "stargate-controller" {
+				t.Errorf("leader %s runs as ServiceAccount %s, want stargate-controller", f[0], f[1])
+			}
+		}
+	}
+	if !leaderRuns {
+		t.Errorf("Lease stargate-system/stargate-controller is held by %q, not by one of the controller pods:\n%s", holder, pods.Stdout)
+	}
+	t.Logf("stargate-controller leader: %s", holder)
+
 	if r := kubectl.Run(ctx, "get", "pods", "-A", "-o", "wide"); r.Err == nil {
 		t.Logf("pods:\n%s", r.Stdout)
 	}
