@@ -170,8 +170,11 @@ func (pod *Pod) Check() CheckResults {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			icmpErr := tailnet.Ping(pod.NetNS, o.IP, timeout)
-			tcpErr := tailnet.TCPEcho(pod.NetNS, net.JoinHostPort(o.IP.String(), fmt.Sprint(echoPort)), timeout)
+			var icmpErr, tcpErr error
+			icmpDone := make(chan struct{})
+			go func() { icmpErr = tailnet.Ping(pod.NetNS, o.IP, timeout); close(icmpDone) }()
+			tcpErr = tailnet.TCPEcho(pod.NetNS, net.JoinHostPort(o.IP.String(), fmt.Sprint(echoPort)), timeout)
+			<-icmpDone
 			pr := PodResult{HostIP: o.Node.IP.String(), PodIP: o.IP.String(), OK: icmpErr == nil && tcpErr == nil,
 				ResponseTimeMs: time.Since(start).Milliseconds(), ICMP: icmpErr == nil, TCP: tcpErr == nil, StatusCode: 200}
 			if err := errors.Join(icmpErr, tcpErr); err != nil {

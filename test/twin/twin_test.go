@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -132,6 +133,7 @@ type driftResult struct {
 	firstFailure    time.Duration
 	recovered       time.Duration
 	conditionsSeen  []string
+	events          []string
 	summaryInDrift  string
 	summaryRecovery string
 }
@@ -146,6 +148,7 @@ func drift(t *testing.T, name string, inject func()) driftResult {
 	var res driftResult
 	union := map[Pair]bool{}
 	seen := map[string]bool{}
+	eventsBefore := events(t)
 	start := time.Now()
 	inject()
 	broke := false
@@ -184,6 +187,14 @@ func drift(t *testing.T, name string, inject func()) driftResult {
 		res.conditionsSeen = append(res.conditionsSeen, c)
 	}
 	slices.Sort(res.conditionsSeen)
+	// What Stargate said about it: the Events it recorded meanwhile.
+	time.Sleep(time.Second)
+	for k, e := range events(t) {
+		if _, ok := eventsBefore[k]; !ok {
+			res.events = append(res.events, e)
+		}
+	}
+	slices.Sort(res.events)
 	if !broke {
 		t.Fatalf("%s: no pair ever failed within 90s (Stargate may have repaired it before a probe ran)", name)
 	}
@@ -192,19 +203,48 @@ func drift(t *testing.T, name string, inject func()) driftResult {
 	}
 	t.Logf("%s: first failure after %s: %s", name, res.firstFailure.Round(time.Millisecond), res.summaryInDrift)
 	t.Logf("%s: failed pairs (%d): %v", name, len(res.failed), res.failed)
-	t.Logf("%s: conditions seen in between: %v", name, res.conditionsSeen)
+	t.Logf("%s: conditions seen False in between: %v", name, res.conditionsSeen)
+	t.Logf("%s: events recorded: %v", name, res.events)
 	t.Logf("%s: recovered %s after the drift: %s", name, res.recovered.Round(time.Millisecond), res.summaryRecovery)
 	return res
 }
 
-// involves says whether every failed pair has a pod of node on one end.
-func involves(pairs []Pair, node string) bool {
-	for _, p := range pairs {
-		if !strings.HasPrefix(p.From, node+"-") && !strings.HasPrefix(p.To, node+"-") {
-			return false
+// pairsWhere lists the ordered pairs of pods for which fails holds.
+func pairsWhere(fails func(from, to *Pod) bool) []Pair {
+	var out []Pair
+	for _, a := range world.Pods.All() {
+		for _, b := range world.Pods.All() {
+			if a != b && fails(a, b) {
+				out = append(out, Pair{a.Name, b.Name})
+			}
 		}
 	}
-	return len(pairs) > 0
+	slices.SortFunc(out, func(a, b Pair) int { return strings.Compare(a.String(), b.String()) })
+	return out
+}
+
+// checkPairs says whether exactly the pairs expected failed.
+func checkPairs(t *testing.T, name string, got, want []Pair) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: failed pairs %v, want exactly %v", name, got, want)
+	}
+}
+
+// events lists the names of the Events of the datacenter namespaces.
+func events(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, s := range world.Sites {
+		var l corev1.EventList
+		if err := world.Client.List(context.Background(), &l, client.InNamespace(s.Name)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range l.Items {
+			out[e.Namespace+"/"+e.Name] = fmt.Sprintf("%s %s %s: %s", e.InvolvedObject.Name, e.Type, e.Reason, e.Message)
+		}
+	}
+	return out
 }
 
 func podCIDR(t *testing.T, ns, name string) string {
@@ -303,12 +343,10 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 			}
 			t.Fatalf("no Azure route for %s in %v", cidrW1, world.Table.RouteMap())
 		})
-		// Only AKS <-> w1 pods lose their path.
-		for _, p := range r.failed {
-			if !(world.SiteOf(p.From) == "aks" || world.SiteOf(p.To) == "aks") || !involves([]Pair{p}, w1) {
-				t.Errorf("pair %s failed, but only AKS <-> %s pairs should", p, w1)
-			}
-		}
+		// Only AKS <-> w1 lose their path: the VNet routes w1's CIDR.
+		checkPairs(t, "azure", r.failed, pairsWhere(func(a, b *Pod) bool {
+			return a.Node.Site == "aks" && b.Node.Name == w1 || a.Node.Name == w1 && b.Node.Site == "aks"
+		}))
 	})
 
 	t.Run("Tailscale route disabled", func(t *testing.T) {
@@ -332,11 +370,10 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 			}
 			t.Fatalf("no device with %s", dc1.TailnetIP)
 		})
-		for _, p := range r.failed {
-			if !involves([]Pair{p}, w1) || world.SiteOf(p.From) == world.SiteOf(p.To) {
-				t.Errorf("pair %s failed, but only pairs between %s and other sites should", p, w1)
-			}
-		}
+		// w1 <-> every other site: its CIDR no longer crosses the tailnet.
+		checkPairs(t, "tailscale", r.failed, pairsWhere(func(a, b *Pod) bool {
+			return a.Node.Name == w1 && b.Node.Site != dc1.Name || b.Node.Name == w1 && a.Node.Site != dc1.Name
+		}))
 	})
 
 	t.Run("DC router stops advertising", func(t *testing.T) {
@@ -345,11 +382,10 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		for _, p := range r.failed {
-			if (world.SiteOf(p.From) == dc2.Name) == (world.SiteOf(p.To) == dc2.Name) {
-				t.Errorf("pair %s failed, but only pairs between %s and other sites should", p, dc2.Name)
-			}
-		}
+		// dc2 <-> every other site; inside dc2 all is well.
+		checkPairs(t, "advertise", r.failed, pairsWhere(func(a, b *Pod) bool {
+			return (a.Node.Site == dc2.Name) != (b.Node.Site == dc2.Name)
+		}))
 	})
 
 	t.Run("CiliumNode pod CIDR edited", func(t *testing.T) {
@@ -362,9 +398,9 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if !involves(r.failed, w) {
-			t.Errorf("failed pairs %v: every one should have a pod of %s on one end", r.failed, w)
-		}
+		// Every pair with a pod of w: no node route to its pods any more,
+		// in its datacenter (the other worker, the router) or beyond.
+		checkPairs(t, "cilium", r.failed, pairsWhere(func(a, b *Pod) bool { return a.Node.Name == w || b.Node.Name == w }))
 		var got unstructured.Unstructured
 		got.SetGroupVersionKind(cilium.CiliumNodeGVK)
 		if err := world.Client.Get(ctx, client.ObjectKey{Name: w}, &got); err != nil {
