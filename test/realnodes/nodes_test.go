@@ -55,6 +55,7 @@ func TestNodesAreReadyWithRealKubeletAndContainerd(t *testing.T) {
 			t.Errorf("nodes %s and %s share pod CIDR %s", other, name, node.Spec.PodCIDR)
 		}
 		seen[node.Spec.PodCIDR] = name
-		t.Logf("%s Ready: %s, %s, InternalIP %s, pod CIDR %s", name, info.KubeletVersion, info.ContainerRuntimeVersion, internal, node.Spec.PodCIDR)
+		t.Logf("%s Ready: %s, %s, InternalIP %s, pod CIDR %s, RSS of its processes %d MiB", name, info.KubeletVersion,
+			info.ContainerRuntimeVersion, internal, node.Spec.PodCIDR, cluster.Node(name).RSS()>>20)
 	}
 }

@@ -671,3 +671,24 @@ func cgroupProcs(cg string) []int {
 	}
 	return pids
 }
+
+// RSS is the resident memory of the node's processes (its daemons, shims
+// and containers: everything in its cgroups), in bytes.
+func (n *Node) RSS() uint64 {
+	var total uint64
+	for _, pid := range cgroupProcs(cgroupName(n.Name)) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var kb uint64
+				if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb); err == nil {
+					total += kb << 10
+				}
+			}
+		}
+	}
+	return total
+}

@@ -59,6 +59,16 @@ func (c *Cluster) renderOnce(ctx context.Context) error {
 			return err
 		}
 		c.logf("node %s has pod CIDR %s", n.Name, node.Spec.PodCIDR)
+		if n.podCIDR != "" {
+			// The routes to the CIDR it had go; errors only mean one was
+			// never made.
+			_ = ipCmds([]string{"route", "delete", n.podCIDR, "via", n.IP, "dev", BridgeName})
+			for _, other := range c.Nodes {
+				if other != n {
+					_ = ipCmds([]string{"-n", other.NetNS, "route", "delete", n.podCIDR, "via", n.IP, "dev", "eth0"})
+				}
+			}
+		}
 		n.podCIDR = node.Spec.PodCIDR
 		changed = true
 	}
