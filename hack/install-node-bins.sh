@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the programs of the real test nodes (test/nodes, test/realnodes):
+# Builds the programs of the real test nodes (test/framework/nodes, test/realnodes):
 # kubelet, kube-proxy and kube-scheduler from k8s.io/kubernetes at the version
 # that the tools module hack/tools/k8s names (the same module and replace
 # block as kube-apiserver, which hack/install-test-bins.sh builds), and

@@ -56,7 +56,7 @@
 // that was killed, and SetUpHost sweeps it first: processes in the srn-*
 // cgroups or running from BaseDir, mounts under BaseDir, srn-* network
 // namespaces and links, srn-* cgroups, BaseDir's contents. Cluster.Stop
-// tears down in order (pods deleted and waited for, processes by PID then
+// tears down in order (nodes cordoned, pods deleted and waited for, processes by PID then
 // by cgroup, unmounts, namespaces, cgroups, directories); Host.Close sweeps
 // once more and removes the bridge; Leftovers lists anything that is
 // still there.
