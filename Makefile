@@ -27,7 +27,7 @@ all: build
 help:
 	@echo "make build      compile everything; binaries of cmd/* into $(BIN)/stargate-*"
 	@echo "make deps       install what make test needs: Debian packages, Go modules, the binaries of test-bins, tailscaled/tailscale/tailcontrol (hack/install-tailscale.sh)"
-	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/"
+	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/ (make deps also builds the real nodes' kubelet, kube-proxy, kube-scheduler and containerd: hack/install-node-bins.sh)"
 	@echo "make images     build the images of stargate-apiserver, -controller and -nodeagent offline into $(BIN)/images/stargate-NAME.tar (docs/images.md)"
 	@echo "make dev        run the control plane, stargate-apiserver and, as root, stargate-controller with a simulated datacenter (state in .dev/)"
 	@echo "make test       make deps, go test ./... against the real binaries, then the module-directory and generated-code checks"
@@ -58,6 +58,7 @@ deps:
 	hack/install-deps.sh
 	$(GO) mod download
 	hack/install-test-bins.sh
+	hack/install-node-bins.sh
 	hack/install-tailscale.sh
 
 # `make dev` without root runs the API only, which needs no Debian packages:
@@ -74,7 +75,9 @@ dev: dev-deps
 	$(GO) build -o $(BIN)/stargate-dev ./hack/dev
 	$(BIN)/stargate-dev $(DEV_FLAGS)
 
-test: deps
+# The images first: test/realnodes deploys artifacts/ from them, and an
+# archive left by an older commit would test old code.
+test: deps images
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 	hack/verify-gomod-dirs.sh
 	hack/verify-codegen.sh
