@@ -3,7 +3,6 @@ package twin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -32,7 +31,10 @@ func startProcess(ns, logPath string, env []string, bin string, args ...string) 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	cmd := exec.Command(bin, args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -68,7 +70,7 @@ func (p *Process) Stop() error {
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
-	return errors.New("stargate-controller did not stop on SIGTERM within 15s and was killed")
+	return fmt.Errorf("%s did not stop on SIGTERM within 15s and was killed", filepath.Base(p.Log))
 }
 
 // CiliumVersion is the cilium module whose CiliumNode CRD the twin

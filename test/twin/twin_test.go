@@ -294,6 +294,9 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 	if err := world.AddDCPods(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := world.StartNodeAgents(500 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		ready := true

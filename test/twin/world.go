@@ -92,8 +92,10 @@ type World struct {
 
 	Controller *Process
 	// Bins are the built programs.
-	ControllerBin, StandinBin string
-	caFile, stateDir          string
+	ControllerBin, StandinBin, NodeAgentBin string
+	// NodeAgents run per DC worker once StartNodeAgents ran.
+	NodeAgents       []*Process
+	caFile, stateDir string
 
 	opts    Options
 	logf    func(string, ...any)
@@ -189,8 +191,8 @@ func (w *World) startKube(ctx context.Context) error {
 		return err
 	}
 	w.logf("building stargate-controller, kubelet-standin and stargate-apiserver")
-	w.ControllerBin, w.StandinBin = filepath.Join(binDir, "stargate-controller"), filepath.Join(binDir, "kubelet-standin")
-	for pkg, out := range map[string]string{"./cmd/controller": w.ControllerBin, "./test/kubelet-standin": w.StandinBin} {
+	w.ControllerBin, w.StandinBin, w.NodeAgentBin = filepath.Join(binDir, "stargate-controller"), filepath.Join(binDir, "kubelet-standin"), filepath.Join(binDir, "stargate-nodeagent")
+	for pkg, out := range map[string]string{"./cmd/controller": w.ControllerBin, "./test/kubelet-standin": w.StandinBin, "./cmd/nodeagent": w.NodeAgentBin} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -505,6 +507,30 @@ func (w *World) AddDCPods(ctx context.Context) error {
 	return nil
 }
 
+// StartNodeAgents runs stargate-nodeagent for every DC worker that has
+// pods, checking the worker's namespace (--netns) from the host's, where
+// it reaches the API on loopback: the AKS routes must leave through the
+// datacenter's gateway, the pod CIDR must be on the pod bridge, and the
+// CiliumNode must carry the Server's CIDR. It checks every interval.
+func (w *World) StartNodeAgents(interval time.Duration) error {
+	for _, s := range w.Sites {
+		for _, n := range s.Nodes {
+			if len(n.Pods) == 0 {
+				continue
+			}
+			p, err := startProcess("", filepath.Join(w.Dir, "nodeagent-"+n.Name+".log"), nil, w.NodeAgentBin,
+				"--kubeconfig="+w.Kube.ControlPlane.AdminKubeconfig, "--node-name="+n.Name, "--netns="+n.NetNS,
+				"--remote-cidrs="+strings.Join(AKSRoutes, ","), "--pod-cidr-device=cbr0",
+				"--interval="+interval.String(), "--heartbeat=1m", "--listen-address=")
+			if err != nil {
+				return err
+			}
+			w.NodeAgents = append(w.NodeAgents, p)
+		}
+	}
+	return nil
+}
+
 // SiteOf is the site of a pod by its name.
 func (w *World) SiteOf(pod string) string {
 	for _, p := range w.Pods.All() {
@@ -520,6 +546,9 @@ func (w *World) Close() error {
 	var errs []error
 	if w.Controller != nil {
 		errs = append(errs, w.Controller.Stop())
+	}
+	for _, p := range w.NodeAgents {
+		errs = append(errs, p.Stop())
 	}
 	errs = append(errs, w.Pods.Close())
 	for i := len(w.closers) - 1; i >= 0; i-- {
