@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -318,6 +319,29 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 	m := waitGreen(t, "after repaves and route sync", 90*time.Second)
 	t.Logf("every pod reaches every other %s after the POSTs: %s", time.Since(start).Round(time.Millisecond), m.Summary(world.SiteOf))
 
+	t.Run("DC routers advertise what the controller told them over SSH", func(t *testing.T) {
+		devs, err := world.Tailnet.Devices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range world.Sites {
+			want := []string{s.Subnet.String()}
+			for _, n := range s.Nodes {
+				want = append(want, n.PodCIDR.String())
+			}
+			slices.Sort(want)
+			var got []string
+			for _, d := range devs {
+				if slices.Contains(d.Addresses, s.TailnetIP.String()) {
+					got = slices.Sorted(slices.Values(d.AdvertisedRoutes))
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("router of %s advertises %v, want %v (it advertised nothing when it joined)", s.Name, got, want)
+			}
+		}
+	})
+
 	t.Run("check_all over the pod network", func(t *testing.T) {
 		aks := world.AKSNode.Pods[0]
 		cl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -346,6 +370,11 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 			}
 			t.Fatalf("no Azure route for %s in %v", cidrW1, world.Table.RouteMap())
 		})
+		// The VNet's kernel route is back, to the AKS router.
+		out, err := exec.Command("ip", "-n", world.VNetNS, "route", "show", cidrW1).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "via "+AKSRouterIP.String()) {
+			t.Errorf("VNet route to %s after the repair: %q (%v), want one via %s", cidrW1, out, err, AKSRouterIP)
+		}
 		// Only AKS <-> w1 lose their path: the VNet routes w1's CIDR.
 		checkPairs(t, "azure", r.failed, pairsWhere(func(a, b *Pod) bool {
 			return a.Node.Site == "aks" && b.Node.Name == w1 || a.Node.Name == w1 && b.Node.Site == "aks"
