@@ -29,4 +29,17 @@
 // workers) and worker subnets (10.50.N.0/24) exist only inside the twin's
 // namespaces. The host's namespace gets nothing but loopback listeners.
 // Close stops every process by its PID and deletes every namespace.
+//
+// The controller runs in the AKS router's namespace (it reaches the DC
+// routers over the tailnet, as in AKS through the AKS router) with the
+// admin kubeconfig, --route-resync-period=3s instead of the 5 minute
+// default, and the host's loopback services it needs (kube-apiserver, the
+// tailnet's REST API, the ARM proxy and identity endpoint) forwarded into
+// that namespace. Run, as root, after hack/install-test-bins.sh and
+// hack/install-tailscale.sh (make deps):
+//
+//	go test -count=1 -v -run TestEveryPodReachesEveryOtherAndStargateRepairsDrift ./test/twin
+//
+// A failed run keeps its directory (logs of the controller, the node
+// agents, tailscaled, tailcontrol and the control plane) and says where.
 package twin
