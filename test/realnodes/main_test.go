@@ -67,14 +67,14 @@ func run(m *testing.M) (code int) {
 }
 
 func setup(ctx context.Context) (err error) {
-	bins, err := framework.FindBinaries("")
-	if err != nil {
-		return err
-	}
 	if host, err = nodes.SetUpHost(ctx, nodes.HostOptions{Logf: logf}); err != nil {
 		return err
 	}
 	if workDir, err = os.MkdirTemp("", "stargate-realnodes-"); err != nil {
+		return err
+	}
+	bins, err := binaries(filepath.Join(workDir, "bin"))
+	if err != nil {
 		return err
 	}
 	if cp, err = framework.StartControlPlane(framework.ControlPlaneOptions{
@@ -101,6 +101,28 @@ func setup(ctx context.Context) (err error) {
 	}
 	cluster, err = nodes.StartCluster(ctx, host, cp, opts)
 	return err
+}
+
+// binaries are the programs of bin/ with kube-apiserver's bootstrap token
+// authentication on (the kubelets of repaved Servers do TLS bootstrap with
+// the token Stargate delivers), in dir: kube-apiserver wrapped, the rest
+// linked.
+func binaries(dir string) (framework.Binaries, error) {
+	bins, err := framework.FindBinaries("")
+	if err != nil {
+		return framework.Binaries{}, err
+	}
+	if _, err := framework.BootstrapTokenBinDir(bins, dir); err != nil {
+		return framework.Binaries{}, err
+	}
+	// A link to a missing program is reported by nodes.StartCluster, with
+	// the script that builds it.
+	for _, name := range []string{"kubelet", "kube-proxy", "kube-scheduler", "containerd", "containerd-shim-runc-v2", "ctr"} {
+		if err := os.Symlink(filepath.Join(bins.Dir, name), filepath.Join(dir, name)); err != nil {
+			return framework.Binaries{}, err
+		}
+	}
+	return framework.FindBinaries(dir)
 }
 
 // teardown stops the nodes, then the control plane, then releases the

@@ -53,6 +53,16 @@ type NodeOptions struct {
 	// with a CSR too (kubelet serverTLSBootstrap) instead of signing one
 	// itself.
 	ServerTLSBootstrap bool
+	// PodBridge names the node's CNI bridge, the device its pod CIDR is
+	// routed to; srncni0 when empty. A Stargate worker's node agent checks
+	// that the pod CIDR is routed to Cilium's host device
+	// (artifacts/nodeagent: --pod-cidr-device=cilium_host): naming the
+	// bridge cilium_host lets that check hold on a node without Cilium.
+	PodBridge string
+	// SSH, when set, makes the node a server to provision (see AddNode):
+	// sshd runs in its namespace and none of its daemons start until
+	// someone logs in and runs its StartScript.
+	SSH *SSHOptions
 }
 
 // Cluster is kube-scheduler and a set of real nodes against one control plane.
@@ -64,8 +74,19 @@ type Cluster struct {
 
 	stopCNI context.CancelFunc
 	cniDone chan struct{}
-	mu      sync.Mutex
-	cniErr  error
+	// mu guards cniErr, and Nodes against AddNode while the CNI renderer
+	// reads it.
+	mu     sync.Mutex
+	cniErr error
+
+	bins  binaries
+	creds *credentials
+	// images are the archives every node imports, tags the names TagImage
+	// gave, so that nodes added later hold the same images.
+	images []string
+	tags   [][2]string
+	// jumpHosts are SSH hosts without a kubelet (StartJumpHost).
+	jumpHosts []*Node
 }
 
 // Node is one real node: its network namespace, directory and processes.
@@ -75,9 +96,17 @@ type Node struct {
 	NetNS string
 	Dir   string
 
-	index int
-	paths nodePaths
-	procs []*process // started in this order, stopped in reverse
+	// HostKey is the node's sshd host key (Ed25519, authorized_keys
+	// form) when it runs sshd (NodeOptions.SSH, StartJumpHost).
+	HostKey string
+	// StartScript starts the node's daemons when it was added with
+	// NodeOptions.SSH: see AddNode.
+	StartScript string
+
+	index  int
+	paths  nodePaths
+	bridge string
+	procs  []*process // started in this order, stopped in reverse
 	// podCIDR is the CIDR the CNI configuration and routes are rendered
 	// for; "" until the Node has one.
 	podCIDR string
@@ -100,7 +129,7 @@ func StartCluster(ctx context.Context, h *Host, cp *framework.ControlPlane, opts
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cp: cp, logf: opts.Logf}
+	c := &Cluster{cp: cp, logf: opts.Logf, bins: bins}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
@@ -123,6 +152,7 @@ func StartCluster(ctx context.Context, h *Host, cp *framework.ControlPlane, opts
 	if err != nil {
 		return nil, err
 	}
+	c.creds = creds
 	root, err := framework.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -133,16 +163,13 @@ func StartCluster(ctx context.Context, h *Host, cp *framework.ControlPlane, opts
 		return nil, err
 	}
 	images = append(images, opts.Images...)
+	c.images = images
 
 	for i, no := range opts.Nodes {
-		n := &Node{
-			Name:  no.Name,
-			IP:    fmt.Sprintf("198.51.100.%d", 11+i),
-			NetNS: netnsName(no.Name),
-			index: i + 1,
-			paths: pathsOf(no.Name),
+		if no.SSH != nil {
+			return nil, fmt.Errorf("node %s: NodeOptions.SSH is for AddNode", no.Name)
 		}
-		n.Dir = n.paths.dir
+		n := newNode(no, i+1)
 		c.Nodes = append(c.Nodes, n)
 		c.logf("starting node %s (%s)", n.Name, n.IP)
 		if err := c.startNode(ctx, n, no, bins, creds, images); err != nil {
@@ -242,11 +269,54 @@ func (c *Cluster) sharedCredentials(dir string) (*credentials, error) {
 	return cr, nil
 }
 
+// newNode is the index-th node (1-based) of a cluster.
+func newNode(no NodeOptions, index int) *Node {
+	n := &Node{
+		Name:   no.Name,
+		IP:     fmt.Sprintf("198.51.100.%d", 10+index),
+		NetNS:  netnsName(no.Name),
+		index:  index,
+		paths:  pathsOf(no.Name),
+		bridge: no.PodBridge,
+	}
+	if n.bridge == "" {
+		n.bridge = "srncni0"
+	}
+	n.Dir = n.paths.dir
+	return n
+}
+
 func (c *Cluster) startNode(ctx context.Context, n *Node, no NodeOptions, bins binaries, cr *credentials, images []string) error {
+	kubeletArgs, err := c.prepareNode(n, no, cr)
+	if err != nil {
+		return err
+	}
+	env := []string{"PATH=" + bins.dir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	containerd, err := n.start("containerd", env, bins.containerd, "--config", n.paths.containerdCfg)
+	if err != nil {
+		return err
+	}
+	if err := waitSocket(ctx, containerd, n.paths.socket, 30*time.Second); err != nil {
+		return err
+	}
+	for _, img := range images {
+		if err := n.importImage(ctx, bins.ctr, img); err != nil {
+			return err
+		}
+	}
+	if _, err := n.start("kubelet", env, bins.kubelet, kubeletArgs...); err != nil {
+		return err
+	}
+	return nil
+}
+
+// prepareNode makes the node's network, cgroups, directories and
+// configuration files, and returns the kubelet's arguments.
+func (c *Cluster) prepareNode(n *Node, no NodeOptions, cr *credentials) ([]string, error) {
 	p := n.paths
 	for _, d := range []string{p.containerd, p.state, p.runcRoot, p.cniConfDir, p.cniDataDir, p.kubeletRoot, p.podLogs, p.volumePlugins, p.pki} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// The node's network: a veth from the host bridge into its namespace,
@@ -260,17 +330,17 @@ func (c *Cluster) startNode(ctx context.Context, n *Node, no NodeOptions, bins b
 		[]string{"-n", n.NetNS, "link", "set", "eth0", "up"},
 		[]string{"-n", n.NetNS, "link", "set", "lo", "up"},
 	); err != nil {
-		return err
+		return nil, err
 	}
 	if err := n.nsRun("sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
-		return err
+		return nil, err
 	}
 	if err := makeCgroups(cgroupName(n.Name)); err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := writeFile(p.containerdCfg, containerdConfig(p)); err != nil {
-		return err
+		return nil, err
 	}
 	kubeletArgs := []string{
 		"--config=" + p.kubeletCfg,
@@ -281,19 +351,22 @@ func (c *Cluster) startNode(ctx context.Context, n *Node, no NodeOptions, bins b
 		"--node-ip=" + n.IP,
 		"--v=2",
 	}
-	if no.BootstrapKubeconfig != "" {
+	switch {
+	case no.SSH != nil:
+		// The start script adds the bootstrap kubeconfig it is given.
+	case no.BootstrapKubeconfig != "":
 		kubeletArgs = append(kubeletArgs, "--bootstrap-kubeconfig="+no.BootstrapKubeconfig)
-	} else {
+	default:
 		kp, err := cr.clientCA.ClientCert("system:node:"+n.Name, "system:nodes")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cert, key, err := kp.Write(p.pki, "kubelet-client")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := writeFile(p.kubeconfig, kubeconfig(cr.serverURL, cr.apiCA, cert, key)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if len(no.Labels) > 0 {
@@ -304,29 +377,12 @@ func (c *Cluster) startNode(ctx context.Context, n *Node, no NodeOptions, bins b
 		kubeletArgs = append(kubeletArgs, "--node-labels="+strings.Join(l, ","))
 	}
 	if err := writeFile(p.kubeletCfg, kubeletConfig(p, n.Name, n.IP, cr.kubeletCA, no.ServerTLSBootstrap)); err != nil {
-		return err
+		return nil, err
 	}
 	if err := writeFile(p.proxyCfg, kubeProxyConfig(n.Name, cr.proxyConfig)); err != nil {
-		return err
+		return nil, err
 	}
-
-	env := []string{"PATH=" + bins.dir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	containerd, err := n.start("containerd", env, bins.containerd, "--config", p.containerdCfg)
-	if err != nil {
-		return err
-	}
-	if err := waitSocket(ctx, containerd, p.socket, 30*time.Second); err != nil {
-		return err
-	}
-	for _, img := range images {
-		if err := n.importImage(ctx, bins.ctr, img); err != nil {
-			return err
-		}
-	}
-	if _, err := n.start("kubelet", env, bins.kubelet, kubeletArgs...); err != nil {
-		return err
-	}
-	return nil
+	return kubeletArgs, nil
 }
 
 // startKubeProxy starts kube-proxy once the node's Node is registered with
@@ -367,11 +423,14 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.nodes() {
 		if err := n.importImage(ctx, bins.ctr, archive); err != nil {
 			return err
 		}
 	}
+	c.mu.Lock()
+	c.images = append(c.images, archive)
+	c.mu.Unlock()
 	return nil
 }
 
@@ -382,13 +441,23 @@ func (c *Cluster) TagImage(ctx context.Context, ref, newRef string) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.nodes() {
 		cmd := exec.CommandContext(ctx, bins.ctr, "--address", n.paths.socket, "-n", "k8s.io", "images", "tag", "--force", ref, newRef)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("ctr images tag %s %s on %s: %w: %s", ref, newRef, n.Name, err, strings.TrimSpace(string(out)))
 		}
 	}
+	c.mu.Lock()
+	c.tags = append(c.tags, [2]string{ref, newRef})
+	c.mu.Unlock()
 	return nil
+}
+
+// nodes is a copy of Nodes, taken under the lock AddNode appends under.
+func (c *Cluster) nodes() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.Nodes)
 }
 
 func (n *Node) importImage(ctx context.Context, ctr, archive string) error {
@@ -541,7 +610,15 @@ func (c *Cluster) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("delete Node %s: %w", c.Nodes[i].Name, err))
 		}
 	}
+	for _, j := range c.jumpHosts {
+		if err := j.stop(); err != nil {
+			errs = append(errs, fmt.Errorf("jump host %s: %w", j.Name, err))
+		}
+	}
+	c.jumpHosts = nil
+	c.mu.Lock()
 	c.Nodes = nil
+	c.mu.Unlock()
 	if err := os.RemoveAll(filepath.Join(BaseDir, "shared")); err != nil {
 		errs = append(errs, err)
 	}
@@ -691,4 +768,13 @@ func (n *Node) RSS() uint64 {
 		}
 	}
 	return total
+}
+
+// ctr runs ctr against the node's containerd in namespace k8s.io.
+func (n *Node) ctr(ctx context.Context, ctrBin string, args ...string) error {
+	full := append([]string{"--address", n.paths.socket, "-n", "k8s.io"}, args...)
+	if out, err := exec.CommandContext(ctx, ctrBin, full...).CombinedOutput(); err != nil {
+		return fmt.Errorf("ctr %s on %s: %w: %s", strings.Join(args, " "), n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -41,12 +41,13 @@ func (c *Cluster) cniError() error {
 
 func (c *Cluster) renderOnce(ctx context.Context) error {
 	changed := false
-	for _, n := range c.Nodes {
+	all := c.nodes()
+	for _, n := range all {
 		node, err := c.cp.Kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil || node.Spec.PodCIDR == "" || node.Spec.PodCIDR == n.podCIDR {
 			continue
 		}
-		conf, err := cniConfig(n.Name, node.Spec.PodCIDR, n.paths.cniDataDir)
+		conf, err := cniConfig(n.Name, node.Spec.PodCIDR, n.paths.cniDataDir, n.bridge)
 		if err != nil {
 			return err
 		}
@@ -63,7 +64,7 @@ func (c *Cluster) renderOnce(ctx context.Context) error {
 			// The routes to the CIDR it had go; errors only mean one was
 			// never made.
 			_ = ipCmds([]string{"route", "delete", n.podCIDR, "via", n.IP, "dev", BridgeName})
-			for _, other := range c.Nodes {
+			for _, other := range all {
 				if other != n {
 					_ = ipCmds([]string{"-n", other.NetNS, "route", "delete", n.podCIDR, "via", n.IP, "dev", "eth0"})
 				}
@@ -77,14 +78,14 @@ func (c *Cluster) renderOnce(ctx context.Context) error {
 	}
 	// Every route again: replace is idempotent, and a node that got its
 	// CIDR now also needs the routes to the others'.
-	for _, n := range c.Nodes {
+	for _, n := range all {
 		if n.podCIDR == "" {
 			continue
 		}
 		if err := ipCmds([]string{"route", "replace", n.podCIDR, "via", n.IP, "dev", BridgeName}); err != nil {
 			return fmt.Errorf("host route to node %s's pods: %w", n.Name, err)
 		}
-		for _, other := range c.Nodes {
+		for _, other := range all {
 			if other == n {
 				continue
 			}

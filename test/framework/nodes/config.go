@@ -139,14 +139,14 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 // cniConfig is a node's CNI network: a bridge inside the node namespace
 // that is the pods' gateway, host-local addresses out of the node's pod
 // CIDR, no masquerading (pods keep their addresses across nodes).
-func cniConfig(name, podCIDR, dataDir string) ([]byte, error) {
+func cniConfig(name, podCIDR, dataDir, bridge string) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       cniNetwork(name),
 		"plugins": []any{
 			map[string]any{
 				"type":        "bridge",
-				"bridge":      "srncni0",
+				"bridge":      bridge,
 				"isGateway":   true,
 				"ipMasq":      false,
 				"hairpinMode": true,
