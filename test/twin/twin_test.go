@@ -27,8 +27,14 @@ import (
 
 // resync is the controller's --route-resync-period in the tests: its
 // default (5 minutes) is longer than a test should wait for the polled
-// layers (Azure, Tailscale) to be repaired.
-const resync = 3 * time.Second
+// layers (Azure, Tailscale) to be repaired. STARGATE_TWIN_RESYNC (a Go
+// duration) sets another, to measure repair times against it.
+var resync = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("STARGATE_TWIN_RESYNC")); err == nil && d > 0 {
+		return d
+	}
+	return 3 * time.Second
+}()
 
 var world *World
 
