@@ -120,7 +120,7 @@ func StartCluster(ctx context.Context, h *Host, cp *framework.ControlPlane, opts
 		return nil, errors.New("StartCluster needs the Host of SetUpHost")
 	}
 	if len(opts.Nodes) == 0 || len(opts.Nodes) > MaxNodes {
-		return nil, fmt.Errorf("%d nodes: want 1 to %d (the /27 pod CIDRs in %s)", len(opts.Nodes), MaxNodes, ClusterCIDR)
+		return nil, fmt.Errorf("%d nodes: want 1 to %d (the /%d pod CIDRs in %s)", len(opts.Nodes), MaxNodes, PodCIDRMaskSize, ClusterCIDR)
 	}
 	if !strings.Contains(cp.Config.Host, "//"+BridgeIP+":") {
 		return nil, fmt.Errorf("kube-apiserver serves on %s, which nodes cannot reach: start the world with nodes.HostWorldOptions", cp.Config.Host)

@@ -15,11 +15,19 @@
 //	                   and pods reach it), node i (1-based) is 198.51.100.(10+i)
 //	198.51.100.128/26  Service ClusterIPs (kube-apiserver
 //	                   --service-cluster-ip-range); default/kubernetes is .129
-//	203.0.113.0/25     pod CIDRs: a /27 per node (so at most four nodes),
-//	                   allocated by kube-controller-manager's node IPAM
-//	                   (--cluster-cidr, --node-cidr-mask-size 27) or by
+//	198.51.100.192/26  pod CIDRs: a /28 per node (so at most four nodes of
+//	                   at most 13 pods each), allocated by
+//	                   kube-controller-manager's node IPAM
+//	                   (--cluster-cidr, --node-cidr-mask-size 28) or by
 //	                   whoever else sets Node.spec.podCIDR, e.g. Stargate's
 //	                   IPAM for Nodes that are Stargate Servers
+//
+// Everything stays inside 198.51.100.0/24: the host's routing table gets
+// routes to the node network and the pod CIDRs, so no range of them may
+// hold an address the host itself uses. On this machine kind 192.0.2.0/24
+// is eth0's network and the Go module proxy resolves into 203.0.113.0/24;
+// pod CIDRs there once routed the proxy's address to a test node while
+// the nodes ran.
 //
 // HostWorldOptions sets these on a framework.WorldOptions. Node
 // namespaces have no default route: each has a route to every other node's

@@ -25,9 +25,9 @@ const (
 	BridgeIP        = "198.51.100.1"
 	NodeNetwork     = "198.51.100.0/25"
 	ServiceCIDR     = "198.51.100.128/26"
-	ClusterCIDR     = "203.0.113.0/25"
-	PodCIDRMaskSize = 27
-	// MaxNodes is how many /27 pod CIDRs ClusterCIDR holds.
+	ClusterCIDR     = "198.51.100.192/26"
+	PodCIDRMaskSize = 28
+	// MaxNodes is how many /28 pod CIDRs ClusterCIDR holds.
 	MaxNodes = 4
 	// Prefix starts the name of every network namespace, link and cgroup
 	// made here.
@@ -137,7 +137,7 @@ func SetUpHost(ctx context.Context, opts HostOptions) (_ *Host, err error) {
 }
 
 // HostWorldOptions sets the address plan on opts: kube-apiserver on
-// BridgeIP with ServiceCIDR, kube-controller-manager allocating /27 pod
+// BridgeIP with ServiceCIDR, kube-controller-manager allocating /28 pod
 // CIDRs out of ClusterCIDR.
 func HostWorldOptions(opts *framework.WorldOptions) {
 	opts.APIServerBindAddress = BridgeIP
