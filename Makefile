@@ -19,6 +19,9 @@ DEV_FLAGS ?=
 # artifacts/ use.
 IMAGE_REGISTRY ?= ghcr.io/stargate-k8s
 IMAGE_TAGS ?= latest
+# The cilium module whose CiliumNode CRD the tests install (downloaded into
+# the module cache only; test/framework/cilium.go names it).
+CILIUM_VERSION := $(shell sed -n 's/^const CiliumVersion = "\(.*\)"/\1/p' test/framework/cilium.go)
 
 .PHONY: all help build deps dev-deps test-bins dev test verify codegen images
 
@@ -57,6 +60,7 @@ images:
 deps:
 	hack/install-deps.sh
 	$(GO) mod download
+	$(GO) mod download github.com/cilium/cilium@$(CILIUM_VERSION)
 	hack/install-test-bins.sh
 	hack/install-node-bins.sh
 	hack/install-tailscale.sh

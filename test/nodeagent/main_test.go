@@ -10,11 +10,9 @@ package nodeagent_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -27,20 +25,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/generated/clientset/versioned"
 	"github.com/stargate-k8s/stargate/pkg/nodeagent"
 	"github.com/stargate-k8s/stargate/test/framework"
-)
-
-// The Cilium release whose CiliumNode CRD the tests install, straight from
-// its Go module.
-const (
-	ciliumModule  = "github.com/cilium/cilium"
-	ciliumVersion = "v1.20.2"
-	ciliumNodeCRD = "pkg/k8s/apis/cilium.io/client/crds/v2/ciliumnodes.yaml"
 )
 
 const (
@@ -97,12 +86,8 @@ func getWorld(t testing.TB) *framework.World {
 }
 
 func prepareWorld(ctx context.Context, w *framework.World) error {
-	crd, err := ciliumNodeCRDPath(ctx)
-	if err != nil {
+	if err := framework.InstallCiliumNodeCRD(ctx, w.ControlPlane.Config); err != nil {
 		return err
-	}
-	if _, err := envtest.InstallCRDs(w.ControlPlane.Config, envtest.CRDInstallOptions{Paths: []string{crd}}); err != nil {
-		return fmt.Errorf("install the CiliumNode CRD from %s: %w", crd, err)
 	}
 	if r := w.Kubectl.Run(ctx, "apply", "-k", filepath.Join(w.RepoRoot, "artifacts", "nodeagent")); r.Err != nil {
 		return fmt.Errorf("apply artifacts/nodeagent: %s", r)
@@ -112,23 +97,6 @@ func prepareWorld(ctx context.Context, w *framework.World) error {
 		return err
 	}
 	return nil
-}
-
-// ciliumNodeCRDPath finds Cilium's own CiliumNode CRD manifest in its Go
-// module, downloading the module through the Go module proxy when it is
-// not in the module cache yet.
-func ciliumNodeCRDPath(ctx context.Context) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", ciliumModule+"@"+ciliumVersion)
-	out, err := cmd.Output()
-	var mod struct{ Dir, Error string }
-	if jerr := json.Unmarshal(out, &mod); jerr != nil || err != nil || mod.Error != "" {
-		return "", fmt.Errorf("go mod download %s@%s (for the CiliumNode CRD): %v %s %s", ciliumModule, ciliumVersion, err, mod.Error, out)
-	}
-	path := filepath.Join(mod.Dir, ciliumNodeCRD)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("CiliumNode CRD not in %s@%s: %w", ciliumModule, ciliumVersion, err)
-	}
-	return path, nil
 }
 
 // nodeFixture is a worker as the API sees it: a Node, the agent's Pod

@@ -142,7 +142,7 @@ func Start(ctx context.Context, o Options) (_ *World, err error) {
 	if err := w.startKube(ctx); err != nil {
 		return nil, err
 	}
-	if err := installCiliumNodeCRD(ctx, w.Kube.ControlPlane.Config); err != nil {
+	if err := framework.InstallCiliumNodeCRD(ctx, w.Kube.ControlPlane.Config); err != nil {
 		return nil, err
 	}
 	w.logf("starting the tailnet")
