@@ -163,6 +163,11 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 		}
 	}
 
+	// Cilium's CiliumNode CRD: Stargate gives the node's CiliumNode the
+	// Server's pod CIDR too, and the node agent compares the two.
+	if err := framework.InstallCiliumNodeCRD(ctx, cp.Config); err != nil {
+		t.Fatal(err)
+	}
 	startRepaveController(t, ctx)
 
 	// Stargate's IPAM gives the Server a pod CIDR before the repave.
@@ -255,6 +260,11 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 
 	// The node agent of artifacts/ runs on the repaved node (the only one
 	// with stargate.io/server) and reports its real routes as healthy.
+	// Its DaemonSet goes with the test: it tolerates every taint, so the
+	// teardown's cordon would not keep its pods from coming back.
+	t.Cleanup(func() {
+		kubectl.Run(context.Background(), "-n", "stargate-nodeagent", "delete", "daemonset", "stargate-nodeagent", "--wait=true", "--timeout=60s")
+	})
 	waitFor(t, 3*time.Minute, "NodeRoutesHealthy=True on Server "+repaveNode, func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: repaveDC, Name: repaveNode}, &srv); err != nil {
 			return false, err.Error()
@@ -270,6 +280,9 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 	})
 	cond := meta.FindStatusCondition(srv.Status.Conditions, stargate.ConditionNodeRoutesHealthy)
 	t.Logf("NodeRoutesHealthy on Server %s: %s: %s", repaveNode, cond.Reason, cond.Message)
+	if cc := meta.FindStatusCondition(srv.Status.Conditions, stargate.ConditionCiliumPodCIDRMatches); cc != nil {
+		t.Logf("CiliumPodCIDRMatches on Server %s: %s %s: %s", repaveNode, cc.Status, cc.Reason, cc.Message)
+	}
 	if r := kubectl.Run(ctx, "get", "nodes", "-o", "wide"); r.Err == nil {
 		t.Logf("nodes:\n%s", r.Stdout)
 	}

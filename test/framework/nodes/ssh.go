@@ -254,6 +254,11 @@ func (c *Cluster) startScript(n *Node, kubeletArgs, images []string, tags [][2]s
 set -euo pipefail
 bootstrap=${1:?usage: start-node.sh BOOTSTRAP_KUBECONFIG [NODE_LABELS]}
 labels=${2:-}
+# The umask of daemons systemd starts. Stargate runs bootstrap scripts with
+# umask 077 (its payload holds secrets), which would make containerd's
+# snapshots 0700: no container running as a user other than root could
+# reach its own root file system.
+umask 022
 # From here on everything runs in the node's daemons cgroup, where the
 # test framework finds and stops it.
 echo $$ >%[2]s
