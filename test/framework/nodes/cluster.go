@@ -320,7 +320,12 @@ func (c *Cluster) prepareNode(n *Node, no NodeOptions, cr *credentials) ([]strin
 		}
 	}
 	// The node's network: a veth from the host bridge into its namespace,
-	// forwarding on inside it (for its pods), no default route.
+	// forwarding on inside it (for its pods), no default route. The
+	// Service range is routed onto the bridge (no gateway) so that a
+	// connect from the node itself (a hostNetwork pod, e.g. an in-cluster
+	// client to Service kubernetes) gets past the routing lookup to
+	// kube-proxy's DNAT; a packet no rule rewrites finds no neighbour there
+	// and goes nowhere.
 	hostEnd := fmt.Sprintf("%sv%d", Prefix, n.index)
 	if err := ipCmds(
 		[]string{"netns", "add", n.NetNS},
@@ -329,6 +334,7 @@ func (c *Cluster) prepareNode(n *Node, no NodeOptions, cr *credentials) ([]strin
 		[]string{"-n", n.NetNS, "addr", "add", n.IP + "/25", "dev", "eth0"},
 		[]string{"-n", n.NetNS, "link", "set", "eth0", "up"},
 		[]string{"-n", n.NetNS, "link", "set", "lo", "up"},
+		[]string{"-n", n.NetNS, "route", "add", ServiceCIDR, "dev", "eth0"},
 	); err != nil {
 		return nil, err
 	}
