@@ -33,8 +33,21 @@
 // namespaces have no default route: each has a route to every other node's
 // pod CIDR via that node's IP, and the host one to each pod CIDR, so the
 // kube-apiserver reaches pods (aggregated servers, webhooks) and pods reach
-// it. Packets never leave the bridge; the host's ip_forward is untouched
-// (forwarding is on only inside the node namespaces).
+// it; the Service range is routed onto the bridge without a gateway, so a
+// hostNetwork pod's connect reaches kube-proxy's DNAT (an address no rule
+// rewrites finds no neighbour). Packets never leave the bridge; the host's
+// ip_forward is untouched (forwarding is on only inside the node
+// namespaces). StartJumpHost adds an SSH jump host at 198.51.100.30.
+//
+// # Nodes provisioned over SSH
+//
+// Cluster.AddNode with NodeOptions.SSH makes a node the way a datacenter
+// server waits for Stargate: sshd in its namespace (host key
+// Node.HostKey), everything installed and configured, nothing running.
+// A provisioning script that logs in runs Node.StartScript with the
+// bootstrap kubeconfig it delivered; containerd, the kubelet (TLS
+// bootstrap) and kube-proxy start in the node's cgroups as the others'
+// do, so teardown is the same.
 //
 // # Per node
 //
