@@ -1,9 +1,12 @@
 // Package realnodes tests the real nodes of test/framework/nodes: three
 // kubelets with containerd and kube-proxy, each in its own network
 // namespace, beside etcd, kube-apiserver, kube-controller-manager (node
-// IPAM) and kube-scheduler. It needs root and the programs of
+// IPAM) and kube-scheduler; kube-apiserver accepts bootstrap tokens. A
+// fourth node is a Stargate Server that stargate-controller repaves over
+// SSH (repave_test.go). It needs root, the programs of
 // hack/install-test-bins.sh, hack/install-node-bins.sh and
-// hack/install-deps.sh.
+// hack/install-deps.sh (sshd among them), and the cilium module that
+// make deps downloads (Cilium's CiliumNode CRD).
 package realnodes
 
 import (
