@@ -267,7 +267,7 @@ dir=%[4]s
 # A repave starts afresh: the daemons of an earlier run and the kubelet's
 # credentials go.
 for f in "$dir"/*.pid; do
-  [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  if [ -e "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
 done
 rm -f %[5]s %[6]s/kubelet-client-* %[6]s/kubelet-server-*
 install -m 0600 "$bootstrap" %[7]s
