@@ -19,12 +19,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stargate-k8s/stargate/pkg/apis/stargate"
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/controller/csrapproval"
 	"github.com/stargate-k8s/stargate/pkg/controller/manager"
+	"github.com/stargate-k8s/stargate/test/dcsim"
 	"github.com/stargate-k8s/stargate/test/framework"
 	"github.com/stargate-k8s/stargate/test/framework/nodes"
 )
@@ -52,7 +54,9 @@ const (
 // Stargate's IPAM, reports kubelet v1.37.2 and containerd 2.4.2, and a pod
 // there answers a pod on another node. Then the node agent DaemonSet of
 // artifacts/ runs there and reports NodeRoutesHealthy from the node's real
-// routes (issue 12, part 4 and the rest of part 3).
+// routes (issue 12, part 4 and the rest of part 3). Before, the same
+// Server is repaved with test/repave's kubelet stand-in, and the test logs
+// both times from the request to Node Ready.
 func TestRepaveEndsInARealKubelet(t *testing.T) {
 	ctx := testContext(t, 20*time.Minute)
 	deployArtifacts(t)
@@ -104,6 +108,11 @@ func TestRepaveEndsInARealKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The same Server is repaved twice in this run, first with the kubelet
+	// stand-in of test/repave (profile standin), then with the real
+	// kubelet (profile real, the Server's own), to compare the two.
+	standinState := filepath.Join(workDir, "standin")
+	standinPID := filepath.Join(standinState, repaveNode, "pid")
 	script := fmt.Sprintf(`#!/bin/bash
 # A worker of the real-node tests: containerd, kubelet and kube-proxy are
 # installed (the test framework's start script runs them), so bootstrapping
@@ -111,10 +120,13 @@ func TestRepaveEndsInARealKubelet(t *testing.T) {
 set -euo pipefail
 # shellcheck source=/dev/null
 . ./stargate.env
+# The kubelet stand-in of an earlier repave goes.
+if [ -s %[4]s ]; then kill "$(cat %[4]s)" 2>/dev/null || true; rm -f %[4]s; fi
 # The routes of a DC worker to the cluster: through its DC router.
 for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 %[3]s ./bootstrap-kubelet.conf "$STARGATE_NODE_LABELS"
-`, remoteCIDRs, router.IP, node.StartScript)
+`, remoteCIDRs, router.IP, node.StartScript, standinPID)
+	standin := buildStandin(t, ctx)
 	knownHosts := fmt.Sprintf("%s %s\n%s %s\n", router.IP, router.HostKey, node.IP, node.HostKey)
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: repaveDC}},
@@ -134,7 +146,19 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 		},
 		&corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: "scripts", Namespace: repaveDC},
-			Data:       map[string]string{profileName + ".sh": script},
+			Data: map[string]string{
+				profileName + ".sh": script,
+				"standin.sh":        dcsim.StandinScript(standinState, standin, 0),
+			},
+		},
+		&v1.ProvisioningProfile{
+			ObjectMeta: metav1.ObjectMeta{Name: "standin", Namespace: repaveDC},
+			Spec: v1.ProvisioningProfileSpec{
+				KubernetesVersion:       "1.37",
+				AdminUsername:           "root",
+				SSHCredentialsSecretRef: &v1.LocalObjectReference{Name: "ssh"},
+				BootstrapScriptRef:      &v1.ConfigMapKeyReference{Name: "scripts", Key: "standin.sh"},
+			},
 		},
 		&v1.ProvisioningProfile{
 			ObjectMeta: metav1.ObjectMeta{Name: profileName, Namespace: repaveDC},
@@ -179,43 +203,21 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 		return srv.Status.PodCIDR != "", fmt.Sprintf("conditions %+v", srv.Status.Conditions)
 	})
 
-	start := time.Now()
-	res := kubectl.RunWithInput(ctx, `{"apiVersion":"stargate.io/v1alpha1","kind":"RepaveRequest","reason":"real kubelet"}`,
-		"create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/"+repaveDC+"/servers/"+repaveNode+"/repave", "-f", "-")
-	if res.Err != nil {
-		t.Fatalf("repave %s: %v", repaveNode, res)
+	standinAfter, standinNode := repaveServer(t, ctx, c, "standin", "")
+	if got := standinNode.Status.NodeInfo.KubeletVersion; got == "v1.37.2" && standinNode.Status.NodeInfo.ContainerRuntimeVersion == "containerd://2.4.2" {
+		t.Fatalf("the stand-in's Node looks like a real kubelet's")
 	}
-	opName := between(res.Stdout, `"name":"`, `"`)
-	if opName == "" {
-		t.Fatalf("repave answered no Operation: %s", res.Stdout)
-	}
-	var readyAfter time.Duration
-	var n corev1.Node
-	waitFor(t, 5*time.Minute, "Node "+repaveNode+" Ready", func() (bool, string) {
+	csrsBefore := csrNames(t, ctx, c)
+	readyAfter, n := repaveServer(t, ctx, c, "", standinNode.UID)
+	t.Logf("repave POST to Node %s Ready: real kubelet %s, kubelet stand-in %s (same Server, same run)",
+		repaveNode, readyAfter.Round(100*time.Millisecond), standinAfter.Round(100*time.Millisecond))
+	// Stargate's routes controller sets the pod CIDR on the new Node.
+	waitFor(t, time.Minute, "Node "+repaveNode+" spec.podCIDR", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKey{Name: repaveNode}, &n); err != nil {
-			return false, err.Error() + opSummary(ctx, c, opName)
-		}
-		for _, cond := range n.Status.Conditions {
-			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-				readyAfter = time.Since(start)
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("conditions %+v%s", n.Status.Conditions, opSummary(ctx, c, opName))
-	})
-	t.Logf("repave POST to Node %s Ready (real kubelet): %s", repaveNode, readyAfter.Round(100*time.Millisecond))
-
-	var op v1.Operation
-	waitFor(t, 3*time.Minute, "Operation "+opName+" finished", func() (bool, string) {
-		if err := c.Get(ctx, client.ObjectKey{Namespace: repaveDC, Name: opName}, &op); err != nil {
 			return false, err.Error()
 		}
-		return op.Status.Phase == v1.OperationSucceeded || op.Status.Phase == v1.OperationFailed, string(op.Status.Phase)
+		return n.Spec.PodCIDR != "", "none yet"
 	})
-	if op.Status.Phase != v1.OperationSucceeded {
-		t.Fatalf("Operation %s: %s: %s\noutput:\n%s", opName, op.Status.Phase, op.Status.Message, op.Status.OutputTail)
-	}
-	t.Logf("Operation %s Succeeded %s after the POST", opName, time.Since(start).Round(100*time.Millisecond))
 
 	info := n.Status.NodeInfo
 	if info.KubeletVersion != "v1.37.2" || info.ContainerRuntimeVersion != "containerd://2.4.2" {
@@ -233,7 +235,7 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 	if srv.Status.NodeName != repaveNode || srv.Status.Phase != v1.ServerReady {
 		t.Errorf("Server status: phase %s, node %q", srv.Status.Phase, srv.Status.NodeName)
 	}
-	checkCSRsApprovedByStargate(t, ctx, c)
+	checkCSRsApprovedByStargate(t, ctx, c, csrsBefore)
 
 	// A pod on the repaved node answers the client pod on rn-1.
 	pods := cp.Kube.CoreV1().Pods(testNS)
@@ -290,8 +292,9 @@ for cidr in %[1]s; do ip route replace "$cidr" via %[2]s dev eth0; done
 }
 
 // checkCSRsApprovedByStargate asserts that the repaved kubelet's client
-// and serving CSRs were approved by Stargate's approvers and signed.
-func checkCSRsApprovedByStargate(t *testing.T, ctx context.Context, c client.Client) {
+// and serving CSRs (those not in earlier) were approved by Stargate's
+// approvers and signed.
+func checkCSRsApprovedByStargate(t *testing.T, ctx context.Context, c client.Client, earlier map[string]bool) {
 	t.Helper()
 	want := map[string]string{
 		certificatesv1.KubeAPIServerClientKubeletSignerName: csrapproval.ReasonClientApproved,
@@ -305,6 +308,9 @@ func checkCSRsApprovedByStargate(t *testing.T, ctx context.Context, c client.Cli
 		var seen []string
 		done := map[string]bool{}
 		for _, r := range csrs.Items {
+			if earlier[r.Name] {
+				continue // the stand-in's
+			}
 			reason := ""
 			for _, cond := range r.Status.Conditions {
 				if cond.Type == certificatesv1.CertificateApproved {
@@ -319,6 +325,89 @@ func checkCSRsApprovedByStargate(t *testing.T, ctx context.Context, c client.Cli
 		}
 		return len(done) == len(want), strings.Join(seen, "\n")
 	})
+}
+
+// repaveServer asks for a repave of the Server the way users do (profile
+// "" is the Server's own) and waits until a Node other than the one of UID
+// stale is Ready and the Operation succeeded. It returns the time from the
+// request to Node Ready, and that Node.
+func repaveServer(t *testing.T, ctx context.Context, c client.Client, profile string, stale types.UID) (time.Duration, corev1.Node) {
+	t.Helper()
+	body := `{"apiVersion":"stargate.io/v1alpha1","kind":"RepaveRequest","reason":"real-node test"`
+	if profile != "" {
+		body += `,"provisioningProfileRef":{"name":"` + profile + `"}`
+	}
+	body += "}"
+	start := time.Now()
+	res := kubectl.RunWithInput(ctx, body, "create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/"+repaveDC+"/servers/"+repaveNode+"/repave", "-f", "-")
+	if res.Err != nil {
+		t.Fatalf("repave %s: %v", repaveNode, res)
+	}
+	opName := between(res.Stdout, `"name":"`, `"`)
+	if opName == "" {
+		t.Fatalf("repave answered no Operation: %s", res.Stdout)
+	}
+	var readyAfter time.Duration
+	var n corev1.Node
+	waitFor(t, 5*time.Minute, "Node "+repaveNode+" Ready after repave "+opName, func() (bool, string) {
+		if err := c.Get(ctx, client.ObjectKey{Name: repaveNode}, &n); err != nil {
+			return false, err.Error() + opSummary(ctx, c, opName)
+		}
+		if n.UID == stale {
+			return false, "the Node of the previous repave is still there" + opSummary(ctx, c, opName)
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				readyAfter = time.Since(start)
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("conditions %+v%s", n.Status.Conditions, opSummary(ctx, c, opName))
+	})
+	var op v1.Operation
+	waitFor(t, 3*time.Minute, "Operation "+opName+" finished", func() (bool, string) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: repaveDC, Name: opName}, &op); err != nil {
+			return false, err.Error()
+		}
+		return op.Status.Phase == v1.OperationSucceeded || op.Status.Phase == v1.OperationFailed, string(op.Status.Phase)
+	})
+	if op.Status.Phase != v1.OperationSucceeded {
+		t.Fatalf("Operation %s: %s: %s\noutput:\n%s", opName, op.Status.Phase, op.Status.Message, op.Status.OutputTail)
+	}
+	t.Logf("Operation %s (profile %q) Succeeded %s after the request, Node Ready after %s", opName, profile,
+		time.Since(start).Round(100*time.Millisecond), readyAfter.Round(100*time.Millisecond))
+	return readyAfter, n
+}
+
+// csrNames lists the CSRs there are now.
+func csrNames(t *testing.T, ctx context.Context, c client.Client) map[string]bool {
+	t.Helper()
+	var csrs certificatesv1.CertificateSigningRequestList
+	if err := c.List(ctx, &csrs); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, r := range csrs.Items {
+		names[r.Name] = true
+	}
+	return names
+}
+
+// buildStandin builds test/kubelet-standin, the kubelet stand-in of
+// test/repave.
+func buildStandin(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	root, err := framework.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(workDir, "kubelet-standin")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./test/kubelet-standin")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./test/kubelet-standin: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // startRepaveController builds stargate-controller and runs it on the
