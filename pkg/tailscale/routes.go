@@ -68,6 +68,9 @@ type RouterResult struct {
 	EnableWrites, AdvertiseCalls int
 	// Drift is true when enabled routes had to be changed.
 	Drift bool
+	// Restored are wanted routes this sync enabled or had advertised
+	// that were not before it: new ones, or ones changed outside Stargate.
+	Restored []string
 	// Owned is what Stargate owns on the device after the sync: what it
 	// added and is still enabled (advertised), plus owned routes it could
 	// not withdraw. Withdrawn are the owned routes taken away.
@@ -130,6 +133,7 @@ func (s *Syncer) syncRouter(ctx context.Context, r Router, dev *tsclient.Device)
 	want := set(r.Want)
 	advertised := set(dev.AdvertisedRoutes)
 	enabled := set(dev.EnabledRoutes)
+	advertisedBefore, enabledBefore := set(dev.AdvertisedRoutes), set(dev.EnabledRoutes)
 	ownedEnabled, ownedAdvertised := map[string]bool{}, map[string]bool{}
 	for _, o := range r.Owned {
 		if o.DeviceID != "" && o.DeviceID != id {
@@ -216,6 +220,12 @@ func (s *Syncer) syncRouter(ctx context.Context, r Router, dev *tsclient.Device)
 			res.Unadvertised = append(res.Unadvertised, w)
 		}
 	}
+	for w := range want {
+		if (enabled[w] && !enabledBefore[w]) || (advertised[w] && !advertisedBefore[w]) {
+			res.Restored = append(res.Restored, w)
+		}
+	}
+	sort.Strings(res.Restored)
 	sort.Strings(res.Unadvertised)
 	sort.Strings(res.Withdrawn.Enabled)
 	sort.Strings(res.Withdrawn.Advertised)

@@ -122,7 +122,10 @@ func TestSpammingNodeAgentCannotCauseCloudCallStorm(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
 	f := measureStorm(t, ctx, "dc-storm", 9, 3, 20, 20*time.Second, 10*time.Second)
 	t.Log(f)
-	if f.agentWrites < int64(f.servers*f.writesPerServerPerS)*int64(f.window/time.Second)/2 {
+	// A quarter of the aimed-at writes (hundreds, against the baseline's
+	// few passes) still shows whether writes start passes; a loaded
+	// machine (CI beside other suites) managed 499 of 1200.
+	if f.agentWrites < int64(f.servers*f.writesPerServerPerS)*int64(f.window/time.Second)/4 {
 		t.Fatalf("the agent wrote only %d times: no storm was tried", f.agentWrites)
 	}
 	// One resync pass more or less in a window is noise; a storm is an

@@ -172,8 +172,19 @@ func (pod *Pod) Check() CheckResults {
 			start := time.Now()
 			var icmpErr, tcpErr error
 			icmpDone := make(chan struct{})
-			go func() { icmpErr = tailnet.Ping(pod.NetNS, o.IP, timeout); close(icmpDone) }()
-			tcpErr = tailnet.TCPEcho(pod.NetNS, net.JoinHostPort(o.IP.String(), fmt.Sprint(echoPort)), timeout)
+			// A probe that fails is tried once more: a path a drift
+			// broke fails both times, while one reply lost to a loaded
+			// machine would otherwise count as a broken pair.
+			go func() {
+				if icmpErr = tailnet.Ping(pod.NetNS, o.IP, timeout); icmpErr != nil {
+					icmpErr = tailnet.Ping(pod.NetNS, o.IP, timeout)
+				}
+				close(icmpDone)
+			}()
+			addr := net.JoinHostPort(o.IP.String(), fmt.Sprint(echoPort))
+			if tcpErr = tailnet.TCPEcho(pod.NetNS, addr, timeout); tcpErr != nil {
+				tcpErr = tailnet.TCPEcho(pod.NetNS, addr, timeout)
+			}
 			<-icmpDone
 			pr := PodResult{HostIP: o.Node.IP.String(), PodIP: o.IP.String(), OK: icmpErr == nil && tcpErr == nil,
 				ResponseTimeMs: time.Since(start).Milliseconds(), ICMP: icmpErr == nil, TCP: tcpErr == nil, StatusCode: 200}

@@ -343,11 +343,16 @@ func (r *Reconciler) Pass(ctx context.Context) (PassStats, error) {
 	return st, nil
 }
 
-func (r *Reconciler) noteDrift(layer, wantKey string, wrote bool, st *PassStats) {
+// noteDrift counts a write of a layer whose wanted state did not change
+// since the last pass (something outside Stargate changed it) and says
+// whether it was one.
+func (r *Reconciler) noteDrift(layer, wantKey string, wrote bool, st *PassStats) bool {
 	if wrote && r.lastWanted[layer] == wantKey {
 		st.Drift[layer]++
 		driftRepaired.WithLabelValues(layer).Inc()
+		return true
 	}
+	return false
 }
 
 func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]serverReport, st *PassStats) bool {
@@ -373,12 +378,17 @@ func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]
 		reason = "NearRouteLimit"
 		msg = fmt.Sprintf("route table %s holds %d of at most %d routes; turn on datacenter blocks (-datacenter-block-size) before it fills", r.AzureTable.Name, res.After.Total, r.MaxRoutes)
 	}
+	drifted := false
 	if err != nil {
 		routeErrors.WithLabelValues(string(layerAzure)).Inc()
 		st.Errors = append(st.Errors, err)
 	} else {
-		r.noteDrift(string(layerAzure), wantKey, res.Writes > 0, st)
+		drifted = r.noteDrift(string(layerAzure), wantKey, res.Writes > 0, st)
 		r.lastWanted[string(layerAzure)] = wantKey
+	}
+	before := map[string]bool{}
+	for _, o := range res.Before.Owned {
+		before[o.String()] = true
 	}
 	for _, m := range pl.members {
 		want := r.azureWanted(m)
@@ -388,6 +398,19 @@ func (r *Reconciler) azurePass(ctx context.Context, pl plan, reports map[string]
 				obs = append(obs, w)
 			} else {
 				missing = append(missing, w)
+			}
+		}
+		if drifted {
+			// Routes of this Server that the table lacked although
+			// nothing Stargate wanted had changed: removed behind its back.
+			var restored []string
+			for _, w := range obs {
+				if !before[w] {
+					restored = append(restored, w)
+				}
+			}
+			if len(restored) > 0 {
+				r.Recorder.Eventf(m.server, corev1.EventTypeWarning, "AzureRouteRepaired", "route table %s lacked %s (changed outside Stargate); restored", r.AzureTable.Name, describe(restored))
 			}
 		}
 		lr := &layerReport{desired: want, observed: obs, healthy: healthyAll && len(missing) == 0, reason: reason, message: msg}
@@ -413,7 +436,9 @@ func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[str
 		st.TailscaleWrites += res.EnableWrites
 		st.AdvertiseCall += res.AdvertiseCalls
 		routeWrites.WithLabelValues(string(layerTailscale)).Add(float64(res.EnableWrites))
-		wrote = wrote || res.EnableWrites > 0
+		// Re-advertising counts: a router that stopped advertising
+		// (changed outside Stargate) is repaired by advertising again.
+		wrote = wrote || res.EnableWrites > 0 || res.AdvertiseCalls > 0
 		if res.Err != nil {
 			ok = false
 			routeErrors.WithLabelValues(string(layerTailscale)).Inc()
@@ -424,8 +449,9 @@ func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[str
 		routeErrors.WithLabelValues(string(layerTailscale)).Inc()
 		st.Errors = append(st.Errors, err)
 	}
+	drifted := false
 	if ok {
-		r.noteDrift(string(layerTailscale), wantKey, wrote, st)
+		drifted = r.noteDrift(string(layerTailscale), wantKey, wrote, st)
 		r.lastWanted[string(layerTailscale)] = wantKey
 	}
 	for _, m := range pl.members {
@@ -443,6 +469,18 @@ func (r *Reconciler) tailscalePass(ctx context.Context, pl plan, reports map[str
 		case !found:
 			lr.reason, lr.message = "TailscaleError", "router not synced"
 			continue
+		}
+		if drifted && res.Err == nil {
+			restored := toSet(res.Restored)
+			var mine []string
+			for _, w := range want {
+				if restored[w] {
+					mine = append(mine, w)
+				}
+			}
+			if len(mine) > 0 {
+				r.Recorder.Eventf(m.server, corev1.EventTypeWarning, "TailscaleRouteRepaired", "router %s (%s) had %s disabled or not advertised (changed outside Stargate); restored", m.routerIP, res.DeviceName, describe(mine))
+			}
 		}
 		enabled, advertised := toSet(res.Enabled), toSet(res.Advertised)
 		var notEnabled, notAdvertised []string
