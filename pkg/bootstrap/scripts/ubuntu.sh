@@ -13,6 +13,10 @@
 #   tailscale-authkey       only when the profile names tailscaleAuthKeySecretRef:
 #                           the auth key the host joins the tailnet with
 set -euo pipefail
+# The runner keeps the work directory private (umask 077); what this script
+# installs is meant to be world-readable: apt reads keyrings and sources as
+# the user _apt and ignores a keyring it cannot read.
+umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=/dev/null
