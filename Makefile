@@ -70,6 +70,7 @@ deps:
 dev-deps:
 	hack/install-deps.sh --best-effort
 	hack/install-test-bins.sh
+	hack/install-node-bins.sh
 	hack/install-tailscale.sh
 
 test-bins:

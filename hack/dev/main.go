@@ -9,11 +9,15 @@
 // cluster (garbage collection, namespace deletion, role aggregation, node
 // lifecycle, CSR approval and signing, ...).
 //
-// As root it also runs a simulated datacenter (test/dcsim: a router and workers as network
-// namespaces with sshd, on documentation addresses only), fixtures for it
-// in namespace dc-sim whose profile starts test/kubelet-standin, and
-// stargate-controller in the simulation's cloud namespace, so a repave runs
-// end to end into a Ready Node. Without root it says so and runs the rest.
+// As root it also runs real nodes (test/framework/nodes: kubelet,
+// containerd and kube-proxy in network namespaces on the host bridge, on
+// documentation addresses only) with kube-scheduler: one plain node, and a
+// simulated datacenter dc-sim of a router (an SSH jump host) and workers
+// waiting to be provisioned over SSH, whose profile starts the worker's
+// real kubelet; stargate-controller runs on the host, so a repave ends in a
+// real kubelet's Ready Node. With real nodes every run starts from empty
+// state (the nodes are new each run). Without root it says so and runs the
+// rest.
 package main
 
 import (
@@ -31,8 +35,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/stargate-k8s/stargate/test/dcsim"
 	"github.com/stargate-k8s/stargate/test/framework"
+	"github.com/stargate-k8s/stargate/test/framework/nodes"
 )
 
 func main() {
@@ -51,12 +55,15 @@ func run() error {
 	samples := flag.String("samples", filepath.Join(root, "artifacts", "samples"), "kustomization applied once the API is up (empty: none)")
 	fresh := flag.Bool("fresh", false, "delete the state in -dir first and start from empty etcds")
 	binary := flag.String("stargate-apiserver", "", "prebuilt stargate-apiserver to run (default: build ./cmd/apiserver into bin/, or -dir/bin with the datacenter)")
-	withDC := flag.Bool("datacenter", true, "as root: also run stargate-controller and a simulated datacenter "+
-		"(a router and workers as network namespaces with sshd and a kubelet stand-in) in namespace "+simNamespace+", so repaves run end to end")
-	workers := flag.Int("workers", 2, "worker hosts of the simulated datacenter")
+	withDC := flag.Bool("datacenter", true, "as root: also run real nodes, stargate-controller and a simulated datacenter "+
+		"(a router and workers as real nodes waiting to be provisioned over SSH) in namespace "+simNamespace+", so repaves end in a real kubelet")
+	workers := flag.Int("workers", 2, fmt.Sprintf("worker hosts of the simulated datacenter (1 to %d)", maxWorkers))
 	controller := flag.String("stargate-controller", "", "prebuilt stargate-controller to run (default: build ./cmd/controller into -dir/bin)")
 	flag.Parse()
 
+	if *workers < 1 || *workers > maxWorkers {
+		return fmt.Errorf("-workers=%d: want 1 to %d (the nodes' pod CIDRs)", *workers, maxWorkers)
+	}
 	if *fresh {
 		if err := os.RemoveAll(*dir); err != nil {
 			return err
@@ -78,18 +85,40 @@ func run() error {
 	// noDC says why the datacenter does not run; empty when it does.
 	noDC := ""
 	var bins devBinaries
+	var host *nodes.Host
 	switch {
 	case !*withDC:
 		noDC = "-datacenter=false"
 	default:
-		if err := dcsim.Check(""); err != nil {
-			noDC = strings.ReplaceAll(err.Error(), "\n", "; ")
+		if err := framework.RequireRoot("real nodes"); err != nil {
+			noDC = "not root"
 			break
+		}
+		// The nodes, their certificates and Stargate's allocations of
+		// their pod CIDRs are new each run: state of an earlier run
+		// would name what is gone. The bin directory stays.
+		if err := removeStateExcept(*dir, "bin"); err != nil {
+			return err
 		}
 		if bins, err = prepareBinaries(ctx, root, filepath.Join(*dir, "bin"), *controller, logf); err != nil {
 			return err
 		}
 		opts.BinDir = bins.Dir
+		// The lock of real nodes: a run of test/realnodes and make dev
+		// wait for each other.
+		if host, err = nodes.SetUpHost(ctx, nodes.HostOptions{Logf: logf}); err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: after the nodes and the world stop.
+		defer func() {
+			if err := host.Close(); err != nil {
+				logf("release the host: %v", err)
+			}
+			if left := nodes.Leftovers(); len(left) > 0 {
+				logf("left over: %s", strings.Join(left, "; "))
+			}
+		}()
+		nodes.HostWorldOptions(&opts)
 	}
 	if noDC != "" {
 		logf("NOT starting stargate-controller and the simulated datacenter: %s. "+
@@ -117,7 +146,7 @@ func run() error {
 		return err
 	}
 	kubectl := world.KubectlFor(kubeconfig)
-	if *samples != "" {
+	if *samples != "" && noDC != "" {
 		if err := applySamples(ctx, kubectl, *samples, logf); err != nil {
 			return err
 		}
@@ -126,14 +155,25 @@ func run() error {
 	var dc *datacenter
 	var controllerDone <-chan struct{} // nil without the datacenter: never closed
 	if noDC == "" {
-		if dc, err = startDatacenter(ctx, world, bins, filepath.Join(*dir, simNamespace), *workers, logf); err != nil {
+		if dc, err = startDatacenter(ctx, world, host, bins, filepath.Join(*dir, simNamespace), *workers, logf); err != nil {
 			return err
 		}
 		// Deferred after the world's stop, so it runs first.
 		defer dc.Stop()
 		controllerDone = dc.ControllerDone()
+		// After the workers have their pod CIDRs: see waitPodCIDRs.
+		if *samples != "" {
+			if err := applySamples(ctx, kubectl, *samples, logf); err != nil {
+				return err
+			}
+		}
 	}
 
+	if dc != nil {
+		if r := kubectl.Run(ctx, "get", "nodes", "-o", "wide"); r.Err == nil {
+			logf("kubectl get nodes -o wide:\n%s", strings.TrimRight(r.Stdout, "\n"))
+		}
+	}
 	printTryIt(root, world, kubeconfig, dc, noDC)
 
 	select {
@@ -142,6 +182,26 @@ func run() error {
 		return fmt.Errorf("stargate-apiserver exited; last lines of %s:\n%s", world.Stargate.LogFile, world.Stargate.LogTail(30))
 	case <-controllerDone:
 		return errors.New(dc.ControllerExit())
+	}
+	return nil
+}
+
+// removeStateExcept empties dir but for the entry keep.
+func removeStateExcept(dir, keep string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -205,7 +265,7 @@ func printTryIt(root string, w *framework.World, kubeconfig string, dc *datacent
 	var b strings.Builder
 	fmt.Fprintf(&b, `
 Stargate is up: kube-apiserver %s, stargate-apiserver %s.
-Logs: %s, %s and %s. State survives restarts; `+"`make dev DEV_FLAGS=-fresh`"+` starts empty.
+Logs: %s, %s and %s. Without real nodes state survives restarts; `+"`make dev DEV_FLAGS=-fresh`"+` starts empty.
 
 In another shell, from %s:
 
@@ -230,31 +290,41 @@ The API, with the samples of artifacts/samples/ (datacenter dc-east, whose serve
   kubectl get operations -n dc-east
 
 No stargate-controller runs (%s), so those Operations stay Pending.
-As root, make dev also runs stargate-controller and a
-simulated datacenter %s where a repave ends in a Ready Node.
+As root, make dev also runs real nodes, stargate-controller and a
+simulated datacenter %s where a repave ends in a real kubelet's Ready Node.
 `, repave("dc-east"), req, noDC, simNamespace)
 	} else {
 		var hosts []string
-		for _, h := range dc.Sim.Workers {
-			hosts = append(hosts, h.Name+" "+h.IP)
+		for _, n := range dc.Workers {
+			hosts = append(hosts, n.Name+" "+n.IP)
 		}
 		fmt.Fprintf(&b, `  kubectl get operations -n dc-east   # Failed: the sample Secret holds a placeholder key (and nothing here reaches 100.64.0.1)
 
-A real repave, in the simulated datacenter %[1]s: network namespaces %[2]s-*, router
-%[3]s (sshd, the jump host) in front of %[4]s (sshd; reachable only through
-the router); stargate-controller runs in %[2]s-cloud, kube-controller-manager signs
-the kubelets' certificates, and the profile %[5]q starts a kubelet stand-in instead of
-installing a kubelet (the hosts share this machine's filesystem).
+Real nodes (kubelet v1.37.2, containerd 2.4.2 and kube-proxy, each in a network
+namespace %[2]s-<node> on the bridge %[3]s): %[4]s, a plain node, and the workers of
+the simulated datacenter %[1]s, %[5]s, waiting to be provisioned over SSH through
+the router %[6]s (%[7]s, an SSH jump host). Each run starts from empty state.
+stargate-controller runs on this machine; the profile %[8]q starts the worker's real
+containerd, kubelet (TLS bootstrap with the token Stargate delivers) and kube-proxy.
 
+  kubectl get nodes -o wide
   kubectl get servers -n %[1]s -o wide
-  kubectl create --raw %[6]s -f %[7]s
+  kubectl create --raw %[9]s -f %[10]s
   kubectl get operations -n %[1]s -w        # Pending, Running, Succeeded (Ctrl-C ends the watch)
-  kubectl get nodes -o wide                  # worker-1 Ready
+  kubectl get nodes -o wide                  # worker-1 Ready, v1.37.2, containerd://2.4.2
   kubectl get operations -n %[1]s -o yaml   # every step, the script's output tail
   kubectl describe server worker-1 -n %[1]s
 
-A reboot (drain, reboot over SSH, wait for Ready, uncordon; here the host's
-kubelet stand-in is stopped for 60s, longer than the node grace period, and started again):
+A pod on the repaved worker (its image is imported into every node; nothing is pulled):
+
+  kubectl run hello -n default --image=%[11]s --image-pull-policy=Never \
+    --overrides='{"apiVersion":"v1","spec":{"nodeSelector":{"kubernetes.io/hostname":"worker-1"}}}' -- serve 8080
+  kubectl get pod hello -n default -o wide   # Running on worker-1, an IP of its pod CIDR
+  kubectl logs hello -n default
+  kubectl delete pod hello -n default
+
+A reboot (drain, reboot over SSH, wait for Ready, uncordon; here the worker's
+real kubelet is stopped for %[12]s, longer than the node grace period, and started again):
 
   kubectl create --raw /apis/stargate.io/v1alpha1/namespaces/%[1]s/servers/worker-1/reboot -f artifacts/samples/reboot-request.json
   kubectl get operations -n %[1]s -w        # steps DrainNode, RebootHost, WaitForNodeReady, UncordonNode
@@ -263,14 +333,14 @@ kubelet stand-in is stopped for 60s, longer than the node grace period, and star
 A rolling repave of every Server of %[1]s, one at a time (docs/operations.md):
 
   kubectl apply -f hack/dev/serverrollout.yaml
-  kubectl get serverrollouts -n %[1]s -w     # PROGRESS 0/2, 1/2, 2/2; STATE Complete
+  kubectl get serverrollouts -n %[1]s -w     # PROGRESS 0/%[13]d ... %[13]d/%[13]d; STATE Complete
   kubectl get operations -n %[1]s -l stargate.io/rollout-uid   # one per Server
 
-Logs: %[8]s,
-sshd %[9]s/<host>/sshd.log, kubelet stand-ins %[10]s/<node>/standin.log.
-`, simNamespace, dc.Sim.Prefix, dc.Sim.Router.IP, strings.Join(hosts, ", "), standinProfile,
-			repave(simNamespace), req, rel(dc.ControllerLog),
-			rel(filepath.Join(dc.Dir, "hosts")), rel(dc.StandinDir))
+Logs: %[14]s; each node's containerd, kubelet, kube-proxy
+(and sshd) logs in %[15]s/<node>/.
+`, simNamespace, nodes.Prefix, nodes.BridgeName, dc.Cluster.Nodes[0].Name, strings.Join(hosts, ", "),
+			dc.Router.Name, dc.Router.IP, profileName, repave(simNamespace), req, nodes.NetcheckImage,
+			rebootDown, len(dc.Workers), rel(dc.ControllerLog), nodes.BaseDir)
 	}
 	b.WriteString("\nCtrl-C stops everything.\n")
 	fmt.Print(b.String())
