@@ -32,7 +32,7 @@ help:
 	@echo "make deps       install what make test needs: Debian packages, Go modules, the binaries of test-bins, tailscaled/tailscale/tailcontrol (hack/install-tailscale.sh)"
 	@echo "make test-bins  build kube-apiserver, kube-controller-manager, kubectl and etcd into $(BIN)/ (make deps also builds the real nodes' kubelet, kube-proxy, kube-scheduler and containerd: hack/install-node-bins.sh)"
 	@echo "make images     build the images of stargate-apiserver, -controller and -nodeagent offline into $(BIN)/images/stargate-NAME.tar (docs/images.md)"
-	@echo "make dev        run the control plane, stargate-apiserver and, as root, stargate-controller with a simulated datacenter (state in .dev/)"
+	@echo "make dev        run the control plane, stargate-apiserver and, as root, real nodes and stargate-controller with a simulated datacenter (state in .dev/)"
 	@echo "make test       make deps, go test ./... against the real binaries, then the module-directory and generated-code checks"
 	@echo "make verify     gofmt, go vet, the module-directory check and the generated-code check"
 	@echo "make codegen    regenerate deepcopy, conversion, OpenAPI and the clientset"
