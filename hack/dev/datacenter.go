@@ -270,7 +270,7 @@ set -euo pipefail
 self=$(readlink /proc/self/ns/net)
 for d in %s; do
   p=$(cat "$d/kubelet.pid" 2>/dev/null) || continue
-  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
+  if [ -z "$p" ] || [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" != "$self" ]; then continue; fi
   for f in kubelet kube-proxy; do
     if [ -s "$d/$f.pid" ]; then kill "$(cat "$d/$f.pid")" 2>/dev/null || true; rm -f "$d/$f.pid"; fi
   done
@@ -290,7 +290,7 @@ set -u
 self=$(readlink /proc/self/ns/net)
 for d in %s; do
   p=$(cat "$d/kubelet.pid" 2>/dev/null) || continue
-  [ -n "$p" ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$self" ] || continue
+  if [ -z "$p" ] || [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" != "$self" ]; then continue; fi
   mapfile -d '' args <"/proc/$p/cmdline"
   kill "$p"
   echo "reboot $(date -u +%%FT%%TZ)" >>"$d/reboots"
