@@ -170,7 +170,7 @@ func (p *repave) resolveTailscale(ctx context.Context) error {
 		}
 	}
 	p.redact.AddSecret(string(key))
-	p.tailscale = &bootstrap.TailscaleJoin{AuthKey: append(key, '\n'), LoginServer: login}
+	p.tailscale = &bootstrap.TailscaleJoin{AuthKey: append(bytes.Clone(key), '\n'), LoginServer: login}
 	return nil
 }
 
