@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 // Addresses of the simulated networks.
@@ -206,7 +208,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 		{"-n", routerNS, "link", "set", "br0", "up"},
 	}
 	for _, st := range steps {
-		if err := ip(st...); err != nil {
+		if err := netns.IP(st...); err != nil {
 			return nil, err
 		}
 	}
@@ -229,7 +231,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 			{"-n", ns, "link", "set", "eth0", "up"},
 			{"-n", ns, "route", "add", "default", "via", RouterSubnetIP},
 		} {
-			if err := ip(st...); err != nil {
+			if err := netns.IP(st...); err != nil {
 				return nil, err
 			}
 		}
@@ -262,11 +264,11 @@ func (s *Sim) Hosts() []*Host {
 }
 
 func (s *Sim) addNS(ns string) error {
-	if err := ip("netns", "add", ns); err != nil {
+	if err := netns.IP("netns", "add", ns); err != nil {
 		return err
 	}
 	s.namespaces = append(s.namespaces, ns)
-	return ip("-n", ns, "link", "set", "lo", "up")
+	return netns.IP("-n", ns, "link", "set", "lo", "up")
 }
 
 // hostKeys is one host's private keys by type.
@@ -515,7 +517,7 @@ func (s *Sim) Stop() error {
 		}
 	}
 	for i := len(s.namespaces) - 1; i >= 0; i-- {
-		if err := ip("netns", "del", s.namespaces[i]); err != nil {
+		if err := netns.IP("netns", "del", s.namespaces[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -5,52 +5,15 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/stargate-k8s/stargate/test/netns"
 )
-
-// inNetNS runs fn on a thread switched into the named network namespace.
-// Sockets fn creates stay in that namespace after the thread switches back,
-// which is how the simulation bridges its namespaces to the host's
-// loopback without giving the host any address of its own.
-func inNetNS(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open own network namespace: %w", err)
-	}
-	defer self.Close()
-	target, err := os.Open(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open network namespace %s: %w", ns, err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread is in the wrong namespace: keep it locked so the
-		// runtime discards it when this goroutine ends.
-		return fmt.Errorf("leave network namespace %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
 
 // DialIn dials addr from inside network namespace ns.
 func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetNS(ns, func() error {
+	err := netns.Run(ns, func() error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
 		conn = c
@@ -62,7 +25,7 @@ func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 // ListenIn listens on addr inside network namespace ns.
 func ListenIn(ns, addr string) (net.Listener, error) {
 	var l net.Listener
-	err := inNetNS(ns, func() error {
+	err := netns.Run(ns, func() error {
 		var err error
 		l, err = net.Listen("tcp", addr)
 		return err
@@ -150,13 +113,4 @@ func ForwardFromHost(listenAddr, ns, target string) (*Forwarder, error) {
 	return forward(l, func(ctx context.Context) (net.Conn, error) {
 		return DialIn(ctx, ns, "tcp", target)
 	}), nil
-}
-
-// ip runs iproute2's ip with args.
-func ip(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 // SiteOptions configure StartSite.
@@ -100,7 +102,7 @@ func StartSite(ctx context.Context, o SiteOptions) (_ *Sim, err error) {
 		{"-n", routerNS, "addr", "add", fmt.Sprintf("%s/%d", gw, bits), "dev", "br0"},
 		{"-n", routerNS, "link", "set", "br0", "up"},
 	} {
-		if err := ip(st...); err != nil {
+		if err := netns.IP(st...); err != nil {
 			return nil, err
 		}
 	}
@@ -123,7 +125,7 @@ func StartSite(ctx context.Context, o SiteOptions) (_ *Sim, err error) {
 			{"-n", ns, "link", "set", "eth0", "up"},
 			{"-n", ns, "route", "add", "default", "via", gw.String()},
 		} {
-			if err := ip(st...); err != nil {
+			if err := netns.IP(st...); err != nil {
 				return nil, err
 			}
 		}

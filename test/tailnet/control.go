@@ -25,6 +25,7 @@ import (
 	tsclient "tailscale.com/client/tailscale/v2"
 
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 // DefaultControlAddr is the control server's address on the underlay
@@ -129,16 +130,16 @@ func StartControl(dir string, o ControlOptions) (_ *Control, err error) {
 
 	// The underlay: a bridge in a namespace of its own, so that nothing
 	// is added to the host's namespace.
-	if err := addNetNS(c.HubNetNS); err != nil {
+	if err := netns.Add(c.HubNetNS); err != nil {
 		return nil, err
 	}
-	if err := ipIn(c.HubNetNS, "link", "add", "br0", "type", "bridge"); err != nil {
+	if err := netns.In(c.HubNetNS, "link", "add", "br0", "type", "bridge"); err != nil {
 		return nil, err
 	}
-	if err := ipIn(c.HubNetNS, "link", "set", "br0", "up"); err != nil {
+	if err := netns.In(c.HubNetNS, "link", "set", "br0", "up"); err != nil {
 		return nil, err
 	}
-	if err := addNetNS(c.NetNS); err != nil {
+	if err := netns.Add(c.NetNS); err != nil {
 		return nil, err
 	}
 	if err := c.AttachUnderlay(c.NetNS, "eth0", o.Addr); err != nil {
@@ -248,7 +249,7 @@ func (c *Control) AttachUnderlay(ns, ifname string, addr netip.Prefix) error {
 	c.ports++
 	port := fmt.Sprintf("p%d", c.ports)
 	c.mu.Unlock()
-	if err := ipIn(c.HubNetNS, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns); err != nil {
+	if err := netns.In(c.HubNetNS, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns); err != nil {
 		return err
 	}
 	for _, args := range [][]string{
@@ -256,7 +257,7 @@ func (c *Control) AttachUnderlay(ns, ifname string, addr netip.Prefix) error {
 		{ns, "addr", "add", addr.String(), "dev", ifname},
 		{ns, "link", "set", ifname, "up"},
 	} {
-		if err := ipIn(args[0], args[1:]...); err != nil {
+		if err := netns.In(args[0], args[1:]...); err != nil {
 			return err
 		}
 	}
@@ -282,7 +283,7 @@ func (c *Control) Close() error {
 		errs = append(errs, c.proc.stop())
 	}
 	for _, ns := range append(extra, c.NetNS, c.HubNetNS) {
-		errs = append(errs, delNetNS(ns))
+		errs = append(errs, netns.Delete(ns))
 	}
 	return errors.Join(errs...)
 }

@@ -10,18 +10,20 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 // AddHost puts a host behind router r: a new namespace <prefix>-h-<name>
 // whose link eth0 has host, joined by a veth pair to the router's link
 // lan-<name> with gateway, which the host's default route uses. The routed
 // subnet is gateway's prefix. Control.Close deletes the namespace.
-func (c *Control) AddHost(r *Router, name string, gateway, host netip.Prefix) (netns string, err error) {
+func (c *Control) AddHost(r *Router, name string, gateway, host netip.Prefix) (string, error) {
 	if gateway.Masked() != host.Masked() {
 		return "", fmt.Errorf("host %s: gateway %s and host %s are not on one subnet", name, gateway, host)
 	}
 	ns := c.Prefix + "-h-" + name
-	if err := addNetNS(ns); err != nil {
+	if err := netns.Add(ns); err != nil {
 		return "", err
 	}
 	c.mu.Lock()
@@ -39,7 +41,7 @@ func (c *Control) AddHost(r *Router, name string, gateway, host netip.Prefix) (n
 		{ns, "link", "set", "eth0", "up"},
 		{ns, "route", "add", "default", "via", gateway.Addr().String()},
 	} {
-		if err := ipIn(args[0], args[1:]...); err != nil {
+		if err := netns.In(args[0], args[1:]...); err != nil {
 			return ns, err
 		}
 	}
@@ -53,7 +55,7 @@ func (c *Control) AddHost(r *Router, name string, gateway, host netip.Prefix) (n
 // timeout for the reply.
 func Ping(ns string, dst netip.Addr, timeout time.Duration) error {
 	var conn net.PacketConn
-	if err := inNetNS(ns, func() error {
+	if err := netns.Run(ns, func() error {
 		var err error
 		conn, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
 		return err
@@ -105,7 +107,7 @@ func checksum(b []byte) uint16 {
 // ListenTCP listens on addr inside namespace ns.
 func ListenTCP(ns, addr string) (net.Listener, error) {
 	var l net.Listener
-	err := inNetNS(ns, func() error {
+	err := netns.Run(ns, func() error {
 		var err error
 		l, err = net.Listen("tcp4", addr)
 		return err
@@ -116,7 +118,7 @@ func ListenTCP(ns, addr string) (net.Listener, error) {
 // DialTCP connects to addr from inside namespace ns.
 func DialTCP(ctx context.Context, ns, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetNS(ns, func() error {
+	err := netns.Run(ns, func() error {
 		var d net.Dialer
 		var err error
 		conn, err = d.DialContext(ctx, "tcp4", addr)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 // RouterOptions say where a router runs.
@@ -72,7 +74,7 @@ func (c *Control) StartRouter(name string, o RouterOptions) (_ *Router, err erro
 		}
 	}()
 	if r.ownsNetNS {
-		if err := addNetNS(r.NetNS); err != nil {
+		if err := netns.Add(r.NetNS); err != nil {
 			return nil, err
 		}
 	}
@@ -87,7 +89,7 @@ func (c *Control) StartRouter(name string, o RouterOptions) (_ *Router, err erro
 		{"net.ipv4.conf.all.rp_filter", "0"},
 		{"net.ipv4.conf.default.rp_filter", "0"},
 	} {
-		if err := sysctlIn(r.NetNS, kv[0], kv[1]); err != nil {
+		if err := netns.Sysctl(r.NetNS, kv[0], kv[1]); err != nil {
 			return nil, err
 		}
 	}
@@ -96,14 +98,14 @@ func (c *Control) StartRouter(name string, o RouterOptions) (_ *Router, err erro
 		return nil, fmt.Errorf("ip -n %s route show default: %w: %s", r.NetNS, err, out)
 	}
 	if len(bytes.TrimSpace(out)) == 0 {
-		if err := ipIn(r.NetNS, "tuntap", "add", "dev", "sink0", "mode", "tun"); err != nil {
+		if err := netns.In(r.NetNS, "tuntap", "add", "dev", "sink0", "mode", "tun"); err != nil {
 			return nil, err
 		}
 		r.links = append(r.links, "sink0")
-		if err := ipIn(r.NetNS, "link", "set", "sink0", "up"); err != nil {
+		if err := netns.In(r.NetNS, "link", "set", "sink0", "up"); err != nil {
 			return nil, err
 		}
-		if err := ipIn(r.NetNS, "route", "add", "default", "dev", "sink0"); err != nil {
+		if err := netns.In(r.NetNS, "route", "add", "default", "dev", "sink0"); err != nil {
 			return nil, err
 		}
 	}
@@ -212,14 +214,14 @@ func (r *Router) Stop() error {
 		errs = append(errs, r.proc.stop())
 	}
 	if r.ownsNetNS {
-		return errors.Join(append(errs, delNetNS(r.NetNS))...)
+		return errors.Join(append(errs, netns.Delete(r.NetNS))...)
 	}
 	// tailscaled removes tailscale0 when it exits cleanly; not when killed.
 	for _, l := range append([]string{"tailscale0"}, r.links...) {
 		if err := exec.Command("ip", "-n", r.NetNS, "link", "show", l).Run(); err != nil {
 			continue // gone
 		}
-		errs = append(errs, ipIn(r.NetNS, "link", "delete", l))
+		errs = append(errs, netns.In(r.NetNS, "link", "delete", l))
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 var (
@@ -376,10 +377,10 @@ func TestRouterInCallersNamespaceLeavesItAsFound(t *testing.T) {
 		}
 	})
 	ns := c.Prefix + "-own"
-	if err := addNetNS(ns); err != nil {
+	if err := netns.Add(ns); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = delNetNS(ns) })
+	t.Cleanup(func() { _ = netns.Delete(ns) })
 	links := func() string {
 		out, err := exec.Command("ip", "-n", ns, "-o", "link", "show").CombinedOutput()
 		if err != nil {

@@ -1,74 +1,37 @@
 package twin
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
-// ip runs ip(8) and returns its error with its output.
-func ip(args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// ipIn runs ip(8) in namespace ns.
-func ipIn(ns string, args ...string) error { return ip(append([]string{"-n", ns}, args...)...) }
-
-// ipSteps runs ip(8) steps, each {namespace, args...}, stopping at the
+// ipSteps runs netns.IP(8) steps, each {namespace, args...}, stopping at the
 // first error.
 func ipSteps(steps ...[]string) error {
 	for _, s := range steps {
-		if err := ipIn(s[0], s[1:]...); err != nil {
+		if err := netns.In(s[0], s[1:]...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// sysctlIn writes net sysctls (name=value) in namespace ns: /proc/sys/net
-// shows the namespace of the process that reads it.
+// sysctlIn writes net sysctls (name=value) in namespace ns.
 func sysctlIn(ns string, kv ...string) error {
-	var script strings.Builder
 	for _, s := range kv {
 		name, value, _ := strings.Cut(s, "=")
-		fmt.Fprintf(&script, "echo %s > /proc/sys/%s\n", value, strings.ReplaceAll(name, ".", "/"))
-	}
-	out, err := exec.Command("ip", "netns", "exec", ns, "sh", "-ec", script.String()).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("sysctl %v in %s: %w: %s", kv, ns, err, out)
+		if err := netns.Sysctl(ns, name, value); err != nil {
+			return err
+		}
 	}
 	return nil
-}
-
-// addNetNS creates namespace ns with its loopback up.
-func addNetNS(ns string) error {
-	if err := ip("netns", "add", ns); err != nil {
-		return err
-	}
-	return ipIn(ns, "link", "set", "lo", "up")
-}
-
-// delNetNS deletes namespace ns; gone already is fine.
-func delNetNS(ns string) error {
-	if _, err := os.Stat(filepath.Join("/run/netns", ns)); os.IsNotExist(err) {
-		return nil
-	}
-	return ip("netns", "delete", ns)
 }
 
 // syncRoutes makes the routes of protocol proto in namespace ns exactly
@@ -90,11 +53,11 @@ func syncRoutes(ns, proto string, want map[string]string) error {
 		if have[p] == nh {
 			continue
 		}
-		errs = append(errs, ipIn(ns, "route", "replace", p, "via", nh, "proto", proto))
+		errs = append(errs, netns.In(ns, "route", "replace", p, "via", nh, "proto", proto))
 	}
 	for p := range have {
 		if _, ok := want[p]; !ok {
-			errs = append(errs, ipIn(ns, "route", "del", p, "proto", proto))
+			errs = append(errs, netns.In(ns, "route", "del", p, "proto", proto))
 		}
 	}
 	return errors.Join(errs...)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stargate-k8s/stargate/test/dcsim"
+	"github.com/stargate-k8s/stargate/test/netns"
 	"github.com/stargate-k8s/stargate/test/tailnet"
 )
 
@@ -96,7 +97,7 @@ func (p *Pods) AddPods(prefix string, n *Node, count int) error {
 	have := len(n.Pods)
 	for k := have + 1; k <= have+count; k++ {
 		pod := &Pod{Name: fmt.Sprintf("%s-p%d", n.Name, k), Node: n, NetNS: fmt.Sprintf("%s-%s-p%d", prefix, n.Name, k), IP: dcsim.SubnetAddr(n.PodCIDR, 9+k), world: p}
-		if err := addNetNS(pod.NetNS); err != nil {
+		if err := netns.Add(pod.NetNS); err != nil {
 			return err
 		}
 		p.mu.Lock()
@@ -293,7 +294,7 @@ func (p *Pods) Close() error {
 	}
 	var errs []error
 	for _, ns := range nss {
-		errs = append(errs, delNetNS(ns))
+		errs = append(errs, netns.Delete(ns))
 	}
 	return errors.Join(errs...)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/stargate-k8s/stargate/pkg/sshexec"
 	"github.com/stargate-k8s/stargate/test/dcsim"
 	"github.com/stargate-k8s/stargate/test/framework"
+	"github.com/stargate-k8s/stargate/test/netns"
 	"github.com/stargate-k8s/stargate/test/tailnet"
 )
 
@@ -220,7 +221,7 @@ func (w *World) startKube(ctx context.Context) error {
 }
 
 func (w *World) addNS(ns string) error {
-	if err := addNetNS(ns); err != nil {
+	if err := netns.Add(ns); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -316,7 +317,7 @@ func (w *World) startSite(ctx context.Context, i int) error {
 	if err := os.Symlink(s.Router.Socket, filepath.Join(sim.Router.Dir, "home", "ts.sock")); err != nil {
 		return err
 	}
-	if err := ipIn(rns, "addr", "add", apiVIP.String()+"/32", "dev", "lo"); err != nil {
+	if err := netns.In(rns, "addr", "add", apiVIP.String()+"/32", "dev", "lo"); err != nil {
 		return err
 	}
 	u, err := url.Parse(w.Kube.ControlPlane.Config.Host)
@@ -555,7 +556,7 @@ func (w *World) Close() error {
 		errs = append(errs, w.closers[i]())
 	}
 	for i := len(w.netns) - 1; i >= 0; i-- {
-		errs = append(errs, delNetNS(w.netns[i]))
+		errs = append(errs, netns.Delete(w.netns[i]))
 	}
 	return errors.Join(errs...)
 }
