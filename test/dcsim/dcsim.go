@@ -408,7 +408,7 @@ func (s *Sim) startSSHD(sshd string, h *Host) error {
 func (s *Sim) waitSSHD(ctx context.Context, h *Host) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := DialIn(ctx, h.NetNS, "tcp", net.JoinHostPort(h.IP, "22"))
+		c, err := netns.Dial(ctx, h.NetNS, "tcp", net.JoinHostPort(h.IP, "22"))
 		if err == nil {
 			c.Close()
 			return nil
@@ -449,7 +449,7 @@ func (s *Sim) KnownHostsOf(types ...string) []byte {
 // DialContext dials from the cloud namespace, as the controller would
 // through the tailnet.
 func (s *Sim) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return DialIn(ctx, s.CloudNS, network, addr)
+	return netns.Dial(ctx, s.CloudNS, network, addr)
 }
 
 // ExposeToWorkers makes hostAddr (a loopback address of the host, e.g. the

@@ -10,29 +10,6 @@ import (
 	"github.com/stargate-k8s/stargate/test/netns"
 )
 
-// DialIn dials addr from inside network namespace ns.
-func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	var conn net.Conn
-	err := netns.Run(ns, func() error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		conn = c
-		return err
-	})
-	return conn, err
-}
-
-// ListenIn listens on addr inside network namespace ns.
-func ListenIn(ns, addr string) (net.Listener, error) {
-	var l net.Listener
-	err := netns.Run(ns, func() error {
-		var err error
-		l, err = net.Listen("tcp", addr)
-		return err
-	})
-	return l, err
-}
-
 // Forwarder copies TCP connections accepted on a listener to a target
 // reached through dial.
 type Forwarder struct {
@@ -92,7 +69,7 @@ func closeWrite(c net.Conn) {
 // connection to hostAddr in the host's namespace (normally a loopback
 // address, such as the test kube-apiserver's).
 func ForwardIntoNS(ns, listenAddr, hostAddr string) (*Forwarder, error) {
-	l, err := ListenIn(ns, listenAddr)
+	l, err := netns.Listen(ns, "tcp", listenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s in %s: %w", listenAddr, ns, err)
 	}
@@ -111,6 +88,6 @@ func ForwardFromHost(listenAddr, ns, target string) (*Forwarder, error) {
 		return nil, err
 	}
 	return forward(l, func(ctx context.Context) (net.Conn, error) {
-		return DialIn(ctx, ns, "tcp", target)
+		return netns.Dial(ctx, ns, "tcp", target)
 	}), nil
 }

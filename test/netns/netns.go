@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,4 +92,27 @@ func Run(ns string, fn func() error) error {
 	}
 	runtime.UnlockOSThread()
 	return ferr
+}
+
+// Dial connects to addr over network from inside namespace ns.
+func Dial(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := Run(ns, func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
+// Listen listens on addr over network inside namespace ns.
+func Listen(ns, network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := Run(ns, func() error {
+		var err error
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
 }

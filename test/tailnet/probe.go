@@ -104,29 +104,6 @@ func checksum(b []byte) uint16 {
 	return ^uint16(sum)
 }
 
-// ListenTCP listens on addr inside namespace ns.
-func ListenTCP(ns, addr string) (net.Listener, error) {
-	var l net.Listener
-	err := netns.Run(ns, func() error {
-		var err error
-		l, err = net.Listen("tcp4", addr)
-		return err
-	})
-	return l, err
-}
-
-// DialTCP connects to addr from inside namespace ns.
-func DialTCP(ctx context.Context, ns, addr string) (net.Conn, error) {
-	var conn net.Conn
-	err := netns.Run(ns, func() error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, "tcp4", addr)
-		return err
-	})
-	return conn, err
-}
-
 // EchoServer accepts connections on l and echoes what each sends, until l
 // is closed.
 func EchoServer(l net.Listener) {
@@ -158,7 +135,7 @@ func EchoServer(l net.Listener) {
 func TCPEcho(ns, addr string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := DialTCP(ctx, ns, addr)
+	conn, err := netns.Dial(ctx, ns, "tcp4", addr)
 	if err != nil {
 		return fmt.Errorf("TCP to %s from %s: %w", addr, ns, err)
 	}

@@ -79,7 +79,7 @@ func startWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.echoAddr = net.JoinHostPort(hostBIP.String(), "7000")
-	l, err := ListenTCP(w.hb, w.echoAddr)
+	l, err := netns.Listen(w.hb, "tcp4", w.echoAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

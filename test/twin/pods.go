@@ -125,12 +125,12 @@ func (p *Pods) AddPods(prefix string, n *Node, count int) error {
 }
 
 func (pod *Pod) serve() error {
-	echo, err := tailnet.ListenTCP(pod.NetNS, net.JoinHostPort(pod.IP.String(), fmt.Sprint(echoPort)))
+	echo, err := netns.Listen(pod.NetNS, "tcp4", net.JoinHostPort(pod.IP.String(), fmt.Sprint(echoPort)))
 	if err != nil {
 		return err
 	}
 	go tailnet.EchoServer(echo)
-	web, err := tailnet.ListenTCP(pod.NetNS, net.JoinHostPort(pod.IP.String(), fmt.Sprint(proberPort)))
+	web, err := netns.Listen(pod.NetNS, "tcp4", net.JoinHostPort(pod.IP.String(), fmt.Sprint(proberPort)))
 	if err != nil {
 		echo.Close()
 		return err
@@ -207,7 +207,7 @@ func (pod *Pod) Check() CheckResults {
 func (pod *Pod) checkAllOverPodNetwork(ctx context.Context) CheckAllResults {
 	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return tailnet.DialTCP(ctx, pod.NetNS, addr)
+			return netns.Dial(ctx, pod.NetNS, "tcp4", addr)
 		},
 	}}
 	return collect(ctx, pod.world.All(), cl)
@@ -230,7 +230,7 @@ func (p *Pods) CheckAll(ctx context.Context) CheckAllResults {
 			if pod == nil {
 				return nil, fmt.Errorf("no pod has %s", host)
 			}
-			return tailnet.DialTCP(ctx, pod.NetNS, addr)
+			return netns.Dial(ctx, pod.NetNS, "tcp4", addr)
 		},
 	}}
 	return collect(ctx, pods, cl)

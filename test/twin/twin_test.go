@@ -22,7 +22,7 @@ import (
 	v1 "github.com/stargate-k8s/stargate/pkg/apis/stargate/v1alpha1"
 	"github.com/stargate-k8s/stargate/pkg/cilium"
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
-	"github.com/stargate-k8s/stargate/test/tailnet"
+	"github.com/stargate-k8s/stargate/test/netns"
 )
 
 // resync is the controller's --route-resync-period in the tests: its
@@ -387,7 +387,7 @@ func TestEveryPodReachesEveryOtherAndStargateRepairsDrift(t *testing.T) {
 	t.Run("check_all over the pod network", func(t *testing.T) {
 		aks := world.AKSNode.Pods[0]
 		cl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return tailnet.DialTCP(ctx, aks.NetNS, addr)
+			return netns.Dial(ctx, aks.NetNS, "tcp4", addr)
 		}}}
 		var all CheckAllResults
 		if err := getJSON(ctx, cl, fmt.Sprintf("http://%s:%d/check_all", aks.IP, proberPort), &all); err != nil {
