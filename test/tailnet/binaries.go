@@ -1,11 +1,11 @@
 package tailnet
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/stargate-k8s/stargate/test/framework"
 )
 
 // Binaries are the Tailscale programs hack/install-tailscale.sh builds.
@@ -17,7 +17,7 @@ type Binaries struct {
 // repository's bin/ when empty), or says how to build them.
 func FindBinaries(binDir string) (Binaries, error) {
 	if binDir == "" {
-		root, err := repoRoot()
+		root, err := framework.RepoRoot()
 		if err != nil {
 			return Binaries{}, err
 		}
@@ -38,25 +38,6 @@ func FindBinaries(binDir string) (Binaries, error) {
 		return Binaries{}, fmt.Errorf("missing %v: run hack/install-tailscale.sh", missing)
 	}
 	return b, nil
-}
-
-// repoRoot walks up from the working directory to the repository's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			bytes.HasPrefix(data, []byte("module github.com/stargate-k8s/stargate\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod of github.com/stargate-k8s/stargate above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // Binaries are the programs this tailnet runs.

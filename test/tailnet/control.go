@@ -25,6 +25,7 @@ import (
 	tsclient "tailscale.com/client/tailscale/v2"
 
 	"github.com/stargate-k8s/stargate/pkg/tailscale"
+	"github.com/stargate-k8s/stargate/test/framework"
 	"github.com/stargate-k8s/stargate/test/netns"
 )
 
@@ -385,15 +386,8 @@ func (p *process) stop() error {
 	if p.exited() {
 		return nil
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-p.done:
+	if !framework.StopProcess(p.cmd.Process, p.done, syscall.SIGTERM, 10*time.Second) {
 		return nil
-	case <-time.After(10 * time.Second):
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
 	return fmt.Errorf("%s did not stop on SIGTERM within 10s and was killed", strings.Join(p.cmd.Args[3:4], ""))
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/stargate-k8s/stargate/test/framework"
 )
 
 // Process is a program run in a namespace, stopped by its PID.
@@ -53,14 +55,9 @@ func (p *Process) Stop() error {
 	if p.Exited() {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
+	if !framework.StopProcess(p.cmd.Process, p.done, syscall.SIGTERM, 15*time.Second) {
 		return nil
-	case <-time.After(15 * time.Second):
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
 	return fmt.Errorf("%s did not stop on SIGTERM within 15s and was killed", filepath.Base(p.Log))
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stargate-k8s/stargate/test/framework"
 )
 
 // process is a daemon of a node: containerd, kubelet or kube-proxy.
@@ -68,13 +70,7 @@ func (p *process) stop(grace time.Duration) {
 	if p.exited() {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	framework.StopProcess(p.cmd.Process, p.done, syscall.SIGTERM, grace)
 }
 
 // waitSocket waits until a unix socket accepts connections.
