@@ -68,7 +68,11 @@ func (p *repave) restartedSince(node *corev1.Node, t time.Time) bool {
 	if c == nil || c.Status != corev1.ConditionTrue {
 		return false
 	}
-	if !c.LastTransitionTime.Time.Before(t.Truncate(time.Second)) {
+	// The condition's time has whole seconds: a transition in the step's
+	// own second (the Node became Ready just before the reboot) is not a
+	// restart. The reboot command starts a second after the step, so a
+	// real restart is stamped with a later second.
+	if c.LastTransitionTime.Time.After(t) {
 		return true
 	}
 	s := p.findStep(StepDrain)
